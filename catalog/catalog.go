@@ -1,0 +1,171 @@
+// Package catalog caches, on the node, what the request path needs to know
+// about functions, so a warm request never reads the store.
+package catalog
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/singleflight"
+
+	"github.com/wharfhq/wharf/store"
+)
+
+// Function is the current version of a function as the request path needs it.
+type Function struct {
+	Tenant       string
+	Name         string
+	Version      int
+	Code         string
+	Dependencies map[string]string
+	Secrets      map[string]string
+	TimeoutMS    int
+}
+
+// Source is where functions come from (the store).
+type Source interface {
+	GetFunction(ctx context.Context, tenant, name string) (store.FunctionVersion, error)
+}
+
+// maxMissing bounds remembered misses, so a flood of random names cannot
+// grow the cache without limit.
+const maxMissing = 100_000
+
+// loadTimeout bounds one read of the store on a miss.
+const loadTimeout = 10 * time.Second
+
+type entry struct {
+	fn *Function // nil: known not to exist
+}
+
+// Catalog is a read-through cache of current function versions, invalidated
+// explicitly when a function changes.
+type Catalog struct {
+	src Source
+	log *slog.Logger
+
+	mu      sync.RWMutex
+	entries map[string]entry
+	missing int
+	gen     map[string]uint64 // per key; bumped by Invalidate
+	tgen    map[string]uint64 // per tenant; bumped by InvalidateTenant
+	sf      singleflight.Group
+}
+
+// New returns an empty catalog reading from src.
+func New(src Source, logger *slog.Logger) *Catalog {
+	return &Catalog{src: src, log: logger, entries: map[string]entry{},
+		gen: map[string]uint64{}, tgen: map[string]uint64{}}
+}
+
+func key(tenant, name string) string { return tenant + "/" + name }
+
+// ErrNotFound is returned (wrapped) when the function does not exist.
+var ErrNotFound = store.ErrNotFound
+
+// Get returns the current version of tenant's function name.
+func (c *Catalog) Get(ctx context.Context, tenant, name string) (*Function, error) {
+	k := key(tenant, name)
+	c.mu.RLock()
+	e, ok := c.entries[k]
+	c.mu.RUnlock()
+	if ok {
+		if e.fn == nil {
+			return nil, fmt.Errorf("function %s: %w", k, ErrNotFound)
+		}
+		return e.fn, nil
+	}
+	ch := c.sf.DoChan(k, func() (any, error) { return c.load(tenant, name) })
+	select {
+	case r := <-ch:
+		if r.Err != nil {
+			return nil, r.Err
+		}
+		return r.Val.(*Function), nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+func (c *Catalog) load(tenant, name string) (*Function, error) {
+	k := key(tenant, name)
+	c.mu.RLock()
+	g, tg := c.gen[k], c.tgen[tenant]
+	c.mu.RUnlock()
+	// Detached: one slow caller giving up must not fail the others sharing the load.
+	ctx, cancel := context.WithTimeout(context.Background(), loadTimeout)
+	defer cancel()
+	v, err := c.src.GetFunction(ctx, tenant, name)
+	var fn *Function
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+	case err != nil:
+		return nil, fmt.Errorf("load function %s: %w", k, err)
+	default:
+		fn = &Function{Tenant: v.Tenant, Name: v.Name, Version: v.Version, Code: v.Code,
+			Dependencies: v.Dependencies, Secrets: v.Secrets, TimeoutMS: v.TimeoutMS}
+		if fn.Secrets == nil {
+			fn.Secrets = map[string]string{}
+		}
+	}
+	c.mu.Lock()
+	// Cache only if nothing invalidated the key while we read: otherwise the
+	// value may predate the change, and the next Get must read again.
+	if c.gen[k] == g && c.tgen[tenant] == tg {
+		if fn == nil {
+			if c.missing >= maxMissing {
+				c.dropMissingLocked()
+			}
+			c.missing++
+		}
+		c.entries[k] = entry{fn: fn}
+	}
+	c.mu.Unlock()
+	if fn == nil {
+		return nil, fmt.Errorf("function %s: %w", k, ErrNotFound)
+	}
+	return fn, nil
+}
+
+func (c *Catalog) dropMissingLocked() {
+	for k, e := range c.entries {
+		if e.fn == nil {
+			delete(c.entries, k)
+		}
+	}
+	c.missing = 0
+}
+
+// Invalidate forgets what is known about one function.
+func (c *Catalog) Invalidate(tenant, name string) {
+	k := key(tenant, name)
+	c.mu.Lock()
+	c.gen[k]++
+	if e, ok := c.entries[k]; ok {
+		if e.fn == nil {
+			c.missing--
+		}
+		delete(c.entries, k)
+	}
+	c.mu.Unlock()
+}
+
+// InvalidateTenant forgets everything known about a tenant's functions.
+func (c *Catalog) InvalidateTenant(tenant string) {
+	prefix := tenant + "/"
+	c.mu.Lock()
+	c.tgen[tenant]++
+	for k, e := range c.entries {
+		if len(k) > len(prefix) && k[:len(prefix)] == prefix {
+			if e.fn == nil {
+				c.missing--
+			}
+			delete(c.entries, k)
+		}
+	}
+	c.mu.Unlock()
+}

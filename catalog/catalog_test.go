@@ -1,0 +1,161 @@
+package catalog
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/wharfhq/wharf/store"
+)
+
+type fakeSource struct {
+	mu     sync.Mutex
+	fns    map[string]store.FunctionVersion
+	reads  atomic.Int64
+	gate   chan struct{} // when set, reads block until it is closed
+	failed error
+}
+
+func (s *fakeSource) GetFunction(_ context.Context, tenant, name string) (store.FunctionVersion, error) {
+	s.reads.Add(1)
+	if s.gate != nil {
+		<-s.gate
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.failed != nil {
+		return store.FunctionVersion{}, s.failed
+	}
+	v, ok := s.fns[tenant+"/"+name]
+	if !ok {
+		return store.FunctionVersion{}, store.ErrNotFound
+	}
+	return v, nil
+}
+
+func (s *fakeSource) set(tenant, name string, version int) {
+	s.mu.Lock()
+	s.fns[tenant+"/"+name] = store.FunctionVersion{Tenant: tenant, Name: name, Version: version, Code: "x"}
+	s.mu.Unlock()
+}
+
+func newCat() (*Catalog, *fakeSource) {
+	src := &fakeSource{fns: map[string]store.FunctionVersion{}}
+	return New(src, slog.New(slog.NewTextHandler(io.Discard, nil))), src
+}
+
+// Invariant: once loaded, Get never reads the source again until invalidated.
+func TestHitsDoNotReadSource(t *testing.T) {
+	c, src := newCat()
+	src.set("acme", "f", 1)
+	for i := 0; i < 100; i++ {
+		fn, err := c.Get(context.Background(), "acme", "f")
+		if err != nil || fn.Version != 1 {
+			t.Fatalf("get: %v %v", fn, err)
+		}
+	}
+	if n := src.reads.Load(); n != 1 {
+		t.Fatalf("source read %d times, want 1", n)
+	}
+	if fn, _ := c.Get(context.Background(), "acme", "f"); fn.Secrets == nil {
+		t.Fatal("secrets must be an object, never nil")
+	}
+}
+
+// Invariant: after Invalidate the next Get sees the new version.
+func TestInvalidate(t *testing.T) {
+	c, src := newCat()
+	src.set("acme", "f", 1)
+	_, _ = c.Get(context.Background(), "acme", "f")
+	src.set("acme", "f", 2)
+	c.Invalidate("acme", "f")
+	fn, err := c.Get(context.Background(), "acme", "f")
+	if err != nil || fn.Version != 2 {
+		t.Fatalf("after invalidate: %v %v", fn, err)
+	}
+	src.set("acme", "f", 3)
+	c.InvalidateTenant("acme")
+	if fn, _ := c.Get(context.Background(), "acme", "f"); fn.Version != 3 {
+		t.Fatalf("after tenant invalidate: version %d", fn.Version)
+	}
+}
+
+// Invariant: a miss is remembered (no store read per 404) until the function is created.
+func TestNegativeCaching(t *testing.T) {
+	c, src := newCat()
+	for i := 0; i < 10; i++ {
+		if _, err := c.Get(context.Background(), "acme", "nope"); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("err = %v, want not found", err)
+		}
+	}
+	if n := src.reads.Load(); n != 1 {
+		t.Fatalf("source read %d times for a repeated miss", n)
+	}
+	src.set("acme", "nope", 1)
+	c.Invalidate("acme", "nope")
+	if fn, err := c.Get(context.Background(), "acme", "nope"); err != nil || fn.Version != 1 {
+		t.Fatalf("created function not seen: %v %v", fn, err)
+	}
+}
+
+// Invariant: a store error is returned and not cached.
+func TestErrorsAreNotCached(t *testing.T) {
+	c, src := newCat()
+	src.failed = errors.New("store down")
+	if _, err := c.Get(context.Background(), "acme", "f"); err == nil || errors.Is(err, ErrNotFound) {
+		t.Fatalf("err = %v, want the store error", err)
+	}
+	src.failed = nil
+	src.set("acme", "f", 1)
+	if _, err := c.Get(context.Background(), "acme", "f"); err != nil {
+		t.Fatalf("after recovery: %v", err)
+	}
+}
+
+// Invariant: an invalidation that lands while a load is reading prevents the
+// possibly stale result from being cached.
+func TestInvalidateDuringLoad(t *testing.T) {
+	c, src := newCat()
+	src.set("acme", "f", 1)
+	src.gate = make(chan struct{})
+	done := make(chan struct{})
+	go func() { _, _ = c.Get(context.Background(), "acme", "f"); close(done) }()
+	for src.reads.Load() == 0 {
+	}
+	c.Invalidate("acme", "f") // the update happened while the read was in flight
+	close(src.gate)
+	<-done
+	src.gate = nil
+	src.set("acme", "f", 2)
+	if fn, _ := c.Get(context.Background(), "acme", "f"); fn.Version != 2 {
+		t.Fatalf("stale version %d cached across an invalidation", fn.Version)
+	}
+}
+
+// Invariant: concurrent misses of one key share one store read.
+func TestConcurrentMissesShareOneRead(t *testing.T) {
+	c, src := newCat()
+	src.set("acme", "f", 1)
+	src.gate = make(chan struct{})
+	var wg sync.WaitGroup
+	for i := 0; i < 20; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := c.Get(context.Background(), "acme", "f"); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	for src.reads.Load() == 0 {
+	}
+	close(src.gate)
+	wg.Wait()
+	if n := src.reads.Load(); n != 1 {
+		t.Fatalf("%d reads for 20 concurrent misses", n)
+	}
+}

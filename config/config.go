@@ -1,0 +1,221 @@
+// Package config is Wharf's one typed configuration, read once at start from
+// flags, each of which also has a WHARF_* environment variable.
+package config
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"regexp"
+	"strings"
+	"time"
+
+	units "github.com/docker/go-units"
+)
+
+// Config is everything a Wharf process can be told.
+type Config struct {
+	// Node
+	Listen          string
+	DataDir         string
+	NodeID          string
+	ShutdownTimeout time.Duration
+	LogLevel        string
+	LogFormat       string
+
+	// Store
+	MongoURI    string
+	StoreListen string // `wharf store` and the embedded store's listener
+	SecretsKey  string
+	AdminToken  string
+
+	// Containers
+	Image            string // "" builds the FROM-scratch runtime image
+	PoolSize         int
+	PoolParallel     int
+	ContainerMemory  ByteSize
+	ContainerCPUs    float64
+	ContainerPids    int64
+	ContainerNoFile  int64
+	ContainerTmpfs   ByteSize
+	ContainerReady   time.Duration
+	ContainerRuntime string
+
+	// Requests
+	ClaimTimeout    time.Duration
+	FunctionTimeout time.Duration
+	MaxTimeout      time.Duration
+	MaxBody         ByteSize
+	MaxCode         ByteSize
+}
+
+// ByteSize is a size flag accepting "128m", "1g", "4096".
+type ByteSize int64
+
+func (b *ByteSize) String() string { return units.BytesSize(float64(*b)) }
+
+func (b *ByteSize) Set(s string) error {
+	n, err := units.RAMInBytes(s)
+	if err != nil || n <= 0 {
+		return fmt.Errorf("%q is not a size like 128m or 1g", s)
+	}
+	*b = ByteSize(n)
+	return nil
+}
+
+// Command names the flag sets.
+const (
+	CmdServe = "serve"
+	CmdStore = "store"
+)
+
+// EnvName is the environment variable of a flag: listen -> WHARF_LISTEN.
+func EnvName(flagName string) string {
+	return "WHARF_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+// FlagSet registers cmd's flags on a new FlagSet bound to c.
+func FlagSet(cmd string, c *Config, out io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet("wharf "+cmd, flag.ContinueOnError)
+	fs.SetOutput(out)
+	str := func(p *string, name, def, usage string) { fs.StringVar(p, name, def, usage) }
+	dur := func(p *time.Duration, name string, def time.Duration, usage string) {
+		fs.DurationVar(p, name, def, usage)
+	}
+	size := func(p *ByteSize, name string, def int64, usage string) { *p = ByteSize(def); fs.Var(p, name, usage) }
+
+	str(&c.DataDir, "data-dir", "./wharf-data", "directory for the embedded store, node id, keys and container files")
+	str(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
+	str(&c.LogFormat, "log-format", "auto", "json, text, or auto (text on a terminal)")
+	switch cmd {
+	case CmdStore:
+		str(&c.StoreListen, "listen", "127.0.0.1:27017", "address the MongoDB-wire store listens on")
+	case CmdServe:
+		str(&c.Listen, "listen", "127.0.0.1:8080", "address of the HTTP API and webhooks")
+		str(&c.NodeID, "node-id", "", "this node's id (labels, names); default: generated once into the data dir")
+		dur(&c.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "how long SIGTERM waits for in-flight requests")
+		str(&c.MongoURI, "mongo-uri", "", "MongoDB URI shared by a cluster; empty runs the embedded store under --data-dir")
+		str(&c.StoreListen, "store-listen", "127.0.0.1:0", "listener of the embedded store (when --mongo-uri is empty)")
+		str(&c.SecretsKey, "secrets-key", "", "key sealing function secrets (64 hex chars); default: generated into the data dir")
+		str(&c.AdminToken, "admin-token", "", "admin API token; empty: generate one on first start and print it once")
+		str(&c.Image, "image", "", "runtime image to run; empty builds the FROM-scratch image from this host's node")
+		fs.IntVar(&c.PoolSize, "pool-size", 4, "pre-warmed containers kept ready")
+		fs.IntVar(&c.PoolParallel, "pool-parallel", 2, "containers created at once while refilling")
+		size(&c.ContainerMemory, "container-memory", 128<<20, "memory limit per container (no swap)")
+		fs.Float64Var(&c.ContainerCPUs, "container-cpus", 0.5, "CPU quota per container, in CPUs")
+		fs.Int64Var(&c.ContainerPids, "container-pids", 64, "process limit per container")
+		fs.Int64Var(&c.ContainerNoFile, "container-nofile", 1024, "open files limit per container")
+		size(&c.ContainerTmpfs, "container-tmpfs", 16<<20, "size of each container's /tmp")
+		dur(&c.ContainerReady, "container-ready-timeout", 20*time.Second, "how long a new container may take to answer")
+		str(&c.ContainerRuntime, "container-runtime", "", "OCI runtime for tenant containers (e.g. runsc); empty: engine default")
+		dur(&c.ClaimTimeout, "claim-timeout", 10*time.Second, "how long a cold request waits for a container before 503")
+		dur(&c.FunctionTimeout, "function-timeout", 30*time.Second, "default function timeout")
+		dur(&c.MaxTimeout, "max-function-timeout", 5*time.Minute, "largest timeout a function may set")
+		size(&c.MaxBody, "max-body", 6<<20, "largest request body a function accepts")
+		size(&c.MaxCode, "max-code", 1<<20, "largest function code accepted")
+	}
+	fs.VisitAll(func(f *flag.Flag) { f.Usage += " [$" + EnvName(f.Name) + "]" })
+	return fs
+}
+
+// Load reads cmd's configuration from args, with getenv supplying defaults:
+// a flag given on the command line wins over its environment variable.
+func Load(cmd string, args []string, getenv func(string) string, out io.Writer) (Config, error) {
+	var c Config
+	fs := FlagSet(cmd, &c, out)
+	var envErr error
+	fs.VisitAll(func(f *flag.Flag) {
+		if v := getenv(EnvName(f.Name)); v != "" && envErr == nil {
+			if err := f.Value.Set(v); err != nil {
+				envErr = fmt.Errorf("%s=%q: %w", EnvName(f.Name), v, err)
+			}
+		}
+	})
+	if envErr != nil {
+		return c, envErr
+	}
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	return c, c.Validate(cmd)
+}
+
+var nodeIDRe = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,31}$`)
+
+// Validate checks c for cmd and says exactly what is wrong.
+func (c Config) Validate(cmd string) error {
+	var problems []string
+	bad := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
+	if c.DataDir == "" {
+		bad("--data-dir must not be empty")
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("--log-level %q must be debug, info, warn or error", c.LogLevel)
+	}
+	switch c.LogFormat {
+	case "json", "text", "auto":
+	default:
+		bad("--log-format %q must be json, text or auto", c.LogFormat)
+	}
+	if _, _, err := net.SplitHostPort(c.StoreListen); err != nil {
+		bad("store listen address %q: %v", c.StoreListen, err)
+	}
+	if cmd == CmdServe {
+		if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+			bad("--listen %q: %v", c.Listen, err)
+		}
+		if c.NodeID != "" && !nodeIDRe.MatchString(c.NodeID) {
+			bad("--node-id %q must match %s", c.NodeID, nodeIDRe)
+		}
+		if c.PoolSize < 0 || c.PoolSize > 1000 {
+			bad("--pool-size %d must be between 0 and 1000", c.PoolSize)
+		}
+		if c.PoolParallel < 1 || c.PoolParallel > 64 {
+			bad("--pool-parallel %d must be between 1 and 64", c.PoolParallel)
+		}
+		if c.ContainerMemory < 16<<20 {
+			bad("--container-memory must be at least 16m")
+		}
+		if c.ContainerCPUs <= 0 || c.ContainerCPUs > 64 {
+			bad("--container-cpus %v must be above 0 and at most 64", c.ContainerCPUs)
+		}
+		if c.ContainerPids < 8 {
+			bad("--container-pids %d must be at least 8", c.ContainerPids)
+		}
+		if c.ContainerNoFile < 64 {
+			bad("--container-nofile %d must be at least 64", c.ContainerNoFile)
+		}
+		for name, d := range map[string]time.Duration{"--shutdown-timeout": c.ShutdownTimeout, "--claim-timeout": c.ClaimTimeout,
+			"--function-timeout": c.FunctionTimeout, "--max-function-timeout": c.MaxTimeout, "--container-ready-timeout": c.ContainerReady} {
+			if d <= 0 {
+				bad("%s must be positive", name)
+			}
+		}
+		if c.FunctionTimeout > c.MaxTimeout {
+			bad("--function-timeout %v exceeds --max-function-timeout %v", c.FunctionTimeout, c.MaxTimeout)
+		}
+		if c.AdminToken != "" && len(c.AdminToken) < 16 {
+			bad("--admin-token must be at least 16 characters")
+		}
+	}
+	if len(problems) > 0 {
+		return errors.New("invalid configuration: " + strings.Join(problems, "; "))
+	}
+	return nil
+}
+
+// FunctionTimeoutMS is the default function timeout in milliseconds.
+func (c Config) FunctionTimeoutMS() int { return int(c.FunctionTimeout / time.Millisecond) }
+
+// MaxTimeoutMS is the largest function timeout in milliseconds.
+func (c Config) MaxTimeoutMS() int { return int(c.MaxTimeout / time.Millisecond) }
+
+// NanoCPUs is the CPU quota in Docker's units.
+func (c Config) NanoCPUs() int64 { return int64(c.ContainerCPUs * 1e9) }

@@ -1,0 +1,315 @@
+package engine
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/docker/docker/api/types/build"
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/events"
+	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/network"
+	"github.com/docker/docker/client"
+	"github.com/docker/docker/pkg/jsonmessage"
+	"github.com/docker/docker/pkg/stdcopy"
+	"github.com/docker/go-units"
+)
+
+// Docker implements Engine with the Docker Engine API.
+type Docker struct {
+	cli *client.Client
+}
+
+var _ Engine = (*Docker)(nil)
+
+// NewDocker connects to the engine named by the usual DOCKER_* environment
+// (the local socket by default), negotiating the API version down as needed.
+func NewDocker() (*Docker, error) {
+	cli, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
+	if err != nil {
+		return nil, fmt.Errorf("docker client: %w", err)
+	}
+	return &Docker{cli: cli}, nil
+}
+
+// Client exposes the underlying client for tests and tools outside the hot path.
+func (d *Docker) Client() *client.Client { return d.cli }
+
+func (d *Docker) Close() error { return d.cli.Close() }
+
+func (d *Docker) Ping(ctx context.Context) error {
+	if _, err := d.cli.Ping(ctx); err != nil {
+		return fmt.Errorf("docker ping: %w", err)
+	}
+	return nil
+}
+
+func (d *Docker) CreateContainer(ctx context.Context, s ContainerSpec) (string, error) {
+	cfg := &container.Config{
+		Image:      s.Image,
+		Entrypoint: s.Entrypoint,
+		Cmd:        s.Cmd,
+		Env:        s.Env,
+		User:       s.User,
+		WorkingDir: s.WorkingDir,
+		Labels:     s.Labels,
+	}
+	hc := &container.HostConfig{
+		ReadonlyRootfs: s.ReadOnlyRoot,
+		CapDrop:        s.CapDrop,
+		SecurityOpt:    s.SecurityOpt,
+		Tmpfs:          s.Tmpfs,
+		Runtime:        s.Runtime,
+		Resources: container.Resources{
+			Memory:     s.MemoryBytes,
+			MemorySwap: s.MemoryBytes, // equal to Memory: no swap
+			NanoCPUs:   s.NanoCPUs,
+		},
+	}
+	if s.PidsLimit > 0 {
+		pl := s.PidsLimit
+		hc.Resources.PidsLimit = &pl
+	}
+	if s.NoFile > 0 {
+		hc.Resources.Ulimits = []*units.Ulimit{{Name: "nofile", Soft: s.NoFile, Hard: s.NoFile}}
+	}
+	for _, m := range s.Mounts {
+		mode := "rw"
+		if m.ReadOnly {
+			mode = "ro"
+		}
+		hc.Binds = append(hc.Binds, fmt.Sprintf("%s:%s:%s", m.Source, m.Target, mode))
+	}
+	if s.Network != "" {
+		hc.NetworkMode = container.NetworkMode(s.Network)
+	}
+	resp, err := d.cli.ContainerCreate(ctx, cfg, hc, nil, nil, s.Name)
+	if err != nil {
+		return "", fmt.Errorf("create container %s: %w", s.Name, err)
+	}
+	return resp.ID, nil
+}
+
+func (d *Docker) StartContainer(ctx context.Context, id string) error {
+	if err := d.cli.ContainerStart(ctx, id, container.StartOptions{}); err != nil {
+		return fmt.Errorf("start container %s: %w", short(id), mapNotFound(err))
+	}
+	return nil
+}
+
+func (d *Docker) InspectContainer(ctx context.Context, id string) (ContainerInfo, error) {
+	r, err := d.cli.ContainerInspect(ctx, id)
+	if err != nil {
+		return ContainerInfo{}, fmt.Errorf("inspect container %s: %w", short(id), mapNotFound(err))
+	}
+	info := ContainerInfo{ID: r.ID, Name: strings.TrimPrefix(r.Name, "/")}
+	if r.Config != nil {
+		info.Labels = r.Config.Labels
+	}
+	if r.State != nil {
+		info.Running = r.State.Running
+		info.ExitCode = r.State.ExitCode
+		info.OOMKilled = r.State.OOMKilled
+	}
+	if t, err := time.Parse(time.RFC3339Nano, r.Created); err == nil {
+		info.Created = t
+	}
+	if r.NetworkSettings != nil {
+		for _, ep := range r.NetworkSettings.Networks {
+			if ep != nil && ep.IPAddress != "" {
+				info.IP = ep.IPAddress
+				break
+			}
+		}
+	}
+	return info, nil
+}
+
+func (d *Docker) WaitContainer(ctx context.Context, id string) (int, error) {
+	okc, errc := d.cli.ContainerWait(ctx, id, container.WaitConditionNotRunning)
+	select {
+	case r := <-okc:
+		if r.Error != nil {
+			return int(r.StatusCode), fmt.Errorf("wait container %s: %s", short(id), r.Error.Message)
+		}
+		return int(r.StatusCode), nil
+	case err := <-errc:
+		return -1, fmt.Errorf("wait container %s: %w", short(id), mapNotFound(err))
+	}
+}
+
+func (d *Docker) RemoveContainer(ctx context.Context, id string) error {
+	err := d.cli.ContainerRemove(ctx, id, container.RemoveOptions{Force: true, RemoveVolumes: true})
+	if err != nil && !client.IsErrNotFound(err) && !isRemovalInProgress(err) {
+		return fmt.Errorf("remove container %s: %w", short(id), err)
+	}
+	return nil
+}
+
+func (d *Docker) ListContainers(ctx context.Context, labels map[string]string) ([]ContainerInfo, error) {
+	list, err := d.cli.ContainerList(ctx, container.ListOptions{All: true, Filters: labelFilter(labels)})
+	if err != nil {
+		return nil, fmt.Errorf("list containers: %w", err)
+	}
+	out := make([]ContainerInfo, 0, len(list))
+	for _, c := range list {
+		info := ContainerInfo{ID: c.ID, Labels: c.Labels, Running: c.State == "running", Created: time.Unix(c.Created, 0)}
+		if len(c.Names) > 0 {
+			info.Name = strings.TrimPrefix(c.Names[0], "/")
+		}
+		if c.NetworkSettings != nil {
+			for _, ep := range c.NetworkSettings.Networks {
+				if ep != nil && ep.IPAddress != "" {
+					info.IP = ep.IPAddress
+					break
+				}
+			}
+		}
+		out = append(out, info)
+	}
+	return out, nil
+}
+
+func (d *Docker) ContainerLogs(ctx context.Context, id string) ([]byte, []byte, error) {
+	rc, err := d.cli.ContainerLogs(ctx, id, container.LogsOptions{ShowStdout: true, ShowStderr: true})
+	if err != nil {
+		return nil, nil, fmt.Errorf("logs of container %s: %w", short(id), mapNotFound(err))
+	}
+	defer rc.Close()
+	var stdout, stderr bytes.Buffer
+	if _, err := stdcopy.StdCopy(&stdout, &stderr, rc); err != nil {
+		return stdout.Bytes(), stderr.Bytes(), fmt.Errorf("logs of container %s: %w", short(id), err)
+	}
+	return stdout.Bytes(), stderr.Bytes(), nil
+}
+
+func (d *Docker) EnsureNetwork(ctx context.Context, s NetworkSpec) (string, error) {
+	if n, err := d.cli.NetworkInspect(ctx, s.Name, network.InspectOptions{}); err == nil {
+		return n.ID, nil
+	} else if !client.IsErrNotFound(err) {
+		return "", fmt.Errorf("inspect network %s: %w", s.Name, err)
+	}
+	opts := network.CreateOptions{Driver: "bridge", Labels: s.Labels, Options: map[string]string{}}
+	if s.Isolated {
+		opts.Options["com.docker.network.bridge.enable_icc"] = "false"
+	}
+	resp, err := d.cli.NetworkCreate(ctx, s.Name, opts)
+	if err != nil {
+		// Another process may have created it between inspect and create.
+		if n, ierr := d.cli.NetworkInspect(ctx, s.Name, network.InspectOptions{}); ierr == nil {
+			return n.ID, nil
+		}
+		return "", fmt.Errorf("create network %s: %w", s.Name, err)
+	}
+	return resp.ID, nil
+}
+
+func (d *Docker) RemoveNetwork(ctx context.Context, name string) error {
+	if err := d.cli.NetworkRemove(ctx, name); err != nil && !client.IsErrNotFound(err) {
+		return fmt.Errorf("remove network %s: %w", name, err)
+	}
+	return nil
+}
+
+func (d *Docker) NetworkGateway(ctx context.Context, name string) (string, error) {
+	n, err := d.cli.NetworkInspect(ctx, name, network.InspectOptions{})
+	if err != nil {
+		return "", fmt.Errorf("inspect network %s: %w", name, mapNotFound(err))
+	}
+	for _, c := range n.IPAM.Config {
+		if c.Gateway != "" {
+			return c.Gateway, nil
+		}
+	}
+	return "", fmt.Errorf("network %s has no gateway", name)
+}
+
+func (d *Docker) ImageExists(ctx context.Context, ref string) (bool, error) {
+	if _, err := d.cli.ImageInspect(ctx, ref); err != nil {
+		if client.IsErrNotFound(err) {
+			return false, nil
+		}
+		return false, fmt.Errorf("inspect image %s: %w", ref, err)
+	}
+	return true, nil
+}
+
+func (d *Docker) BuildImage(ctx context.Context, tag string, buildContext io.Reader, labels map[string]string) error {
+	resp, err := d.cli.ImageBuild(ctx, buildContext, build.ImageBuildOptions{
+		Tags: []string{tag}, Labels: labels, Remove: true, ForceRemove: true,
+	})
+	if err != nil {
+		return fmt.Errorf("build image %s: %w", tag, err)
+	}
+	defer resp.Body.Close()
+	// The build's outcome is only in the JSON stream: an errorDetail message fails it.
+	if err := jsonmessage.DisplayJSONMessagesStream(resp.Body, io.Discard, 0, false, nil); err != nil {
+		return fmt.Errorf("build image %s: %w", tag, err)
+	}
+	return nil
+}
+
+func (d *Docker) Events(ctx context.Context, labels map[string]string) (<-chan Event, <-chan error) {
+	f := labelFilter(labels)
+	f.Add("type", "container")
+	msgs, errs := d.cli.Events(ctx, events.ListOptions{Filters: f})
+	out := make(chan Event, 64)
+	outErr := make(chan error, 1)
+	go func() {
+		defer close(out)
+		for {
+			select {
+			case m := <-msgs:
+				ev := Event{ContainerID: m.Actor.ID, Action: string(m.Action), Labels: m.Actor.Attributes, ExitCode: m.Actor.Attributes["exitCode"]}
+				select {
+				case out <- ev:
+				case <-ctx.Done():
+					return
+				}
+			case err := <-errs:
+				if ctx.Err() == nil && err != nil && !errors.Is(err, io.EOF) {
+					outErr <- fmt.Errorf("docker events: %w", err)
+				} else if ctx.Err() == nil {
+					outErr <- errors.New("docker events: stream ended")
+				}
+				return
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return out, outErr
+}
+
+func labelFilter(labels map[string]string) filters.Args {
+	f := filters.NewArgs()
+	for k, v := range labels {
+		f.Add("label", k+"="+v)
+	}
+	return f
+}
+
+func mapNotFound(err error) error {
+	if client.IsErrNotFound(err) {
+		return fmt.Errorf("%w: %v", ErrNotFound, err)
+	}
+	return err
+}
+
+// isRemovalInProgress: a concurrent remove of the same container (the event
+// watcher and a request both reacting to one death) is success, not failure.
+func isRemovalInProgress(err error) bool {
+	return strings.Contains(err.Error(), "is already in progress")
+}
+
+func short(id string) string {
+	if len(id) > 12 {
+		return id[:12]
+	}
+	return id
+}

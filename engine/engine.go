@@ -1,0 +1,117 @@
+// Package engine is the narrow interface Wharf needs from a container engine,
+// plus its Docker implementation. Pool, handler and image code depend on the
+// interface only, so they unit-test with a fake and no Docker.
+package engine
+
+import (
+	"context"
+	"errors"
+	"io"
+	"time"
+)
+
+// Label keys every Wharf object carries.
+const (
+	LabelNode   = "wharf.node"   // id of the node that owns the object
+	LabelRole   = "wharf.role"   // "pool", "build", "network", ...
+	LabelImage  = "wharf.image"  // content hash of the runtime image
+	LabelTenant = "wharf.tenant" // only set on containers created for a known tenant
+)
+
+// ErrNotFound is returned (wrapped) when a container, image or network does not exist.
+var ErrNotFound = errors.New("engine: not found")
+
+// Mount is a host directory bind-mounted into a container.
+type Mount struct {
+	Source   string // host path
+	Target   string // path inside the container
+	ReadOnly bool
+}
+
+// ContainerSpec is everything Wharf ever asks of a new container. It is a
+// plain value: the pool and the module builder fill it, the engine applies it.
+type ContainerSpec struct {
+	Name       string
+	Image      string
+	Entrypoint []string // overrides the image's entrypoint when set
+	Cmd        []string
+	Env        []string
+	User       string // "uid:gid"
+	WorkingDir string
+	Labels     map[string]string
+	Network    string // network name; "" means the engine default, "none" means no network
+
+	Mounts       []Mount
+	Tmpfs        map[string]string // target -> mount options, e.g. "size=64m,mode=1777"
+	ReadOnlyRoot bool
+	CapDrop      []string
+	SecurityOpt  []string // e.g. "no-new-privileges", "seccomp=<json>"
+
+	MemoryBytes int64 // hard limit; swap is set equal so there is no swap
+	NanoCPUs    int64 // CPU quota in units of 1e-9 CPUs
+	PidsLimit   int64
+	NoFile      int64 // RLIMIT_NOFILE soft and hard; 0 keeps the engine default
+	Runtime     string
+}
+
+// ContainerInfo is what Wharf reads back about a container.
+type ContainerInfo struct {
+	ID        string
+	Name      string
+	Labels    map[string]string
+	Running   bool
+	ExitCode  int
+	OOMKilled bool
+	IP        string // address on the container's Wharf network ("" when none)
+	Created   time.Time
+}
+
+// NetworkSpec describes a bridge network Wharf owns.
+type NetworkSpec struct {
+	Name   string
+	Labels map[string]string
+	// Isolated disables traffic between containers on the bridge (icc=false).
+	Isolated bool
+}
+
+// Event is a container lifecycle event (die, oom, destroy, ...).
+type Event struct {
+	ContainerID string
+	Action      string
+	Labels      map[string]string
+	ExitCode    string
+}
+
+// Engine is the subset of a container engine Wharf uses.
+type Engine interface {
+	Ping(ctx context.Context) error
+
+	CreateContainer(ctx context.Context, spec ContainerSpec) (id string, err error)
+	StartContainer(ctx context.Context, id string) error
+	InspectContainer(ctx context.Context, id string) (ContainerInfo, error)
+	// WaitContainer blocks until the container stops and returns its exit code.
+	WaitContainer(ctx context.Context, id string) (int, error)
+	// RemoveContainer force-removes a container; removing a missing one is not an error.
+	RemoveContainer(ctx context.Context, id string) error
+	// ListContainers lists containers (running or not) carrying all the given labels.
+	ListContainers(ctx context.Context, labels map[string]string) ([]ContainerInfo, error)
+	// ContainerLogs returns the container's stdout and stderr, demultiplexed.
+	ContainerLogs(ctx context.Context, id string) (stdout, stderr []byte, err error)
+
+	// EnsureNetwork creates the network if missing and returns its id.
+	EnsureNetwork(ctx context.Context, spec NetworkSpec) (id string, err error)
+	// RemoveNetwork removes a network by name; a missing one is not an error.
+	RemoveNetwork(ctx context.Context, name string) error
+	// NetworkGateway returns the host-side address of a bridge network.
+	NetworkGateway(ctx context.Context, name string) (string, error)
+
+	ImageExists(ctx context.Context, ref string) (bool, error)
+	// BuildImage builds an image from a tar build context containing a Dockerfile at its root.
+	BuildImage(ctx context.Context, tag string, buildContext io.Reader, labels map[string]string) error
+
+	// Events streams container events for containers carrying all the given labels
+	// until ctx ends. The error channel yields one error if the stream breaks.
+	Events(ctx context.Context, labels map[string]string) (<-chan Event, <-chan error)
+
+	Close() error
+}

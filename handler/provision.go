@@ -1,0 +1,63 @@
+package handler
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+
+	"github.com/wharfhq/wharf/catalog"
+)
+
+// runnerConfig is config.json beside a version's code, read by the runner.
+type runnerConfig struct {
+	Tenant    string            `json:"tenant"`
+	Name      string            `json:"name"`
+	Version   int               `json:"version"`
+	TimeoutMS int               `json:"timeout_ms"`
+	Secrets   map[string]string `json:"secrets"`
+	Meta      map[string]string `json:"meta"`
+}
+
+// writeFunction writes fn into appDir/functions/<name>/<version>/ so that the
+// version directory appears complete or not at all: it is assembled under a
+// temporary name and renamed into place.
+func writeFunction(appDir string, fn *catalog.Function) error {
+	parent := filepath.Join(appDir, "functions", fn.Name)
+	final := filepath.Join(parent, strconv.Itoa(fn.Version))
+	if _, err := os.Stat(final); err == nil {
+		return nil // written before (e.g. by a request that lost the race)
+	}
+	if err := os.MkdirAll(parent, 0o755); err != nil {
+		return err
+	}
+	tmp, err := os.MkdirTemp(parent, ".tmp-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp) // no-op after a successful rename
+	if err := os.Chmod(tmp, 0o755); err != nil {
+		return err
+	}
+	cfg, err := json.Marshal(runnerConfig{Tenant: fn.Tenant, Name: fn.Name, Version: fn.Version,
+		TimeoutMS: fn.TimeoutMS, Secrets: fn.Secrets, Meta: map[string]string{}})
+	if err != nil {
+		return err
+	}
+	// 0644: the runner runs as an unprivileged uid and must read these; the
+	// node's data directory above is private to root.
+	if err := os.WriteFile(filepath.Join(tmp, "function.js"), []byte(fn.Code), 0o644); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(tmp, "config.json"), cfg, 0o644); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, final); err != nil {
+		if _, serr := os.Stat(final); serr == nil {
+			return nil
+		}
+		return fmt.Errorf("publish version dir: %w", err)
+	}
+	return nil
+}

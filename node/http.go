@@ -1,0 +1,121 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"github.com/labstack/echo/v4/middleware"
+
+	"github.com/wharfhq/wharf/errs"
+	"github.com/wharfhq/wharf/mgmt"
+)
+
+func (n *Node) startHTTP() {
+	e := echo.New()
+	e.HideBanner, e.HidePort = true, true
+	e.HTTPErrorHandler = errs.HTTPErrorHandler(n.log)
+	e.Use(middleware.RecoverWithConfig(middleware.RecoverConfig{DisableErrorHandler: false, LogErrorFunc: func(c echo.Context, err error, stack []byte) error {
+		n.log.Error("panic serving request", "path", c.Request().URL.Path, "err", err, "stack", string(stack))
+		return err
+	}}))
+	e.Use(middleware.RequestID())
+	e.Use(n.refuseWhileDraining)
+
+	e.GET("/healthz", func(c echo.Context) error { return c.JSON(http.StatusOK, map[string]string{"status": "ok"}) })
+	e.GET("/readyz", n.readyz)
+	api := mgmt.New(n.st, hooks{n}, mgmt.Config{
+		MaxCodeBytes: int(n.cfg.MaxCode), DefaultTimeoutMS: n.cfg.FunctionTimeoutMS(), MaxTimeoutMS: n.cfg.MaxTimeoutMS(),
+	}, n.log)
+	// The management body limit leaves room for JSON escaping of the largest code.
+	api.Register(e.Group("/api/v1", middleware.BodyLimit(bodyLimit(int64(n.cfg.MaxCode)*2+64<<10))))
+	n.proxy.Register(e)
+	n.echo = e
+	n.srv = &http.Server{Handler: e, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
+	go func() {
+		err := n.srv.Serve(n.ln)
+		if errors.Is(err, http.ErrServerClosed) {
+			err = nil
+		}
+		n.serveErr <- err
+		close(n.serveErr)
+	}()
+}
+
+func bodyLimit(n int64) string {
+	return itoa(n) + "B"
+}
+
+func itoa(n int64) string {
+	b := [20]byte{}
+	i := len(b)
+	for {
+		i--
+		b[i] = byte('0' + n%10)
+		n /= 10
+		if n == 0 {
+			return string(b[i:])
+		}
+	}
+}
+
+// listen binds the listener before anything slow happens, so a port conflict
+// fails the start at once.
+func (n *Node) listen() error {
+	ln, err := net.Listen("tcp", n.cfg.Listen)
+	if err != nil {
+		return err
+	}
+	n.ln = ln
+	return nil
+}
+
+func (n *Node) refuseWhileDraining(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		if n.draining.Load() && c.Path() != "/healthz" {
+			return errs.Unavailable("draining", 5, nil, "This node is shutting down; retry on another node.")
+		}
+		return next(c)
+	}
+}
+
+type check struct {
+	OK    bool   `json:"ok"`
+	Error string `json:"error,omitempty"`
+}
+
+// readyz answers 200 only when this node can serve: store and engine reachable,
+// a warm container ready (or a pool of size 0 by choice), and not draining.
+func (n *Node) readyz(c echo.Context) error {
+	ctx, cancel := context.WithTimeout(c.Request().Context(), 2*time.Second)
+	defer cancel()
+	checks := map[string]check{}
+	ready := true
+	add := func(name string, err error) {
+		checks[name] = check{OK: err == nil}
+		if err != nil {
+			checks[name] = check{Error: err.Error()}
+			ready = false
+		}
+	}
+	add("store", n.st.Ping(ctx))
+	add("docker", n.eng.Ping(ctx))
+	var poolErr error
+	if n.cfg.PoolSize > 0 && n.pool.Ready() == 0 {
+		poolErr = errors.New("no warm container ready")
+	}
+	add("pool", poolErr)
+	var drainErr error
+	if n.draining.Load() {
+		drainErr = errors.New("draining")
+	}
+	add("draining", drainErr)
+	status := http.StatusOK
+	if !ready {
+		status = http.StatusServiceUnavailable
+	}
+	return c.JSON(status, map[string]any{"ready": ready, "checks": checks})
+}

@@ -1,0 +1,335 @@
+// Package node assembles one Wharf node: store, engine, runtime image, pool,
+// handler, catalog, management API and proxy, and owns its lifecycle from
+// start (reconcile leftovers) to drain (remove everything it created).
+package node
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/wharfhq/wharf/catalog"
+	"github.com/wharfhq/wharf/config"
+	"github.com/wharfhq/wharf/engine"
+	"github.com/wharfhq/wharf/handler"
+	"github.com/wharfhq/wharf/images"
+	"github.com/wharfhq/wharf/pool"
+	"github.com/wharfhq/wharf/proxy"
+	"github.com/wharfhq/wharf/secretbox"
+	"github.com/wharfhq/wharf/store"
+)
+
+// Node is a running Wharf node.
+type Node struct {
+	cfg    config.Config
+	log    *slog.Logger
+	id     string
+	closer []func(context.Context) // undone in reverse order on shutdown
+
+	emb     *store.Embedded
+	st      *store.Store
+	eng     engine.Engine
+	image   images.Image
+	network string
+	pool    *pool.Pool
+	handler *handler.Handler
+	catalog *catalog.Catalog
+	proxy   *proxy.Proxy
+	echo    *echo.Echo
+	srv     *http.Server
+	ln      net.Listener
+
+	// GeneratedAdminToken is set when this start created the admin token; the
+	// caller prints it once. It is never logged.
+	GeneratedAdminToken string
+
+	draining atomic.Bool
+	bg       sync.WaitGroup
+	stopBg   context.CancelFunc
+	serveErr chan error
+	shutdown sync.Once
+}
+
+// Start brings a node up: on return it is serving on Addr(). On error, every
+// part already started has been stopped again.
+func Start(ctx context.Context, cfg config.Config, eng engine.Engine, logger *slog.Logger) (n *Node, err error) {
+	n = &Node{cfg: cfg, log: logger, eng: eng, serveErr: make(chan error, 1)}
+	defer func() {
+		if err != nil {
+			cctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			n.undo(cctx)
+			n = nil
+		}
+	}()
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("data dir: %w", err)
+	}
+	if err := n.listen(); err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", cfg.Listen, err)
+	}
+	n.onStop(func(context.Context) { _ = n.ln.Close() })
+	if n.id, err = nodeID(cfg); err != nil {
+		return nil, err
+	}
+	n.log = logger.With("node", n.id)
+	if err := n.openStore(ctx); err != nil {
+		return nil, err
+	}
+	if err := n.eng.Ping(ctx); err != nil {
+		return nil, fmt.Errorf("no Docker engine answers (is dockerd running? `make run` starts one): %w", err)
+	}
+	if err := n.prepareImage(ctx); err != nil {
+		return nil, err
+	}
+	if err := n.startContainers(ctx); err != nil {
+		return nil, err
+	}
+	n.startHTTP()
+	return n, nil
+}
+
+func (n *Node) onStop(f func(context.Context)) { n.closer = append(n.closer, f) }
+
+func (n *Node) undo(ctx context.Context) {
+	for i := len(n.closer) - 1; i >= 0; i-- {
+		n.closer[i](ctx)
+	}
+	n.closer = nil
+}
+
+// nodeID is the configured id, or one generated once into the data dir so a
+// restarted node finds its own leftovers.
+func nodeID(cfg config.Config) (string, error) {
+	if cfg.NodeID != "" {
+		return cfg.NodeID, nil
+	}
+	path := filepath.Join(cfg.DataDir, "node-id")
+	if b, err := os.ReadFile(path); err == nil {
+		id := strings.TrimSpace(string(b))
+		if id == "" {
+			return "", fmt.Errorf("%s is empty: delete it or pass --node-id", path)
+		}
+		return id, nil
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return "", fmt.Errorf("node id: %w", err)
+	}
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	id := "n" + hex.EncodeToString(b)
+	if err := os.WriteFile(path, []byte(id+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("node id: %w", err)
+	}
+	return id, nil
+}
+
+func (n *Node) openStore(ctx context.Context) error {
+	var key []byte
+	var err error
+	if n.cfg.SecretsKey != "" {
+		key, err = secretbox.ParseKey(n.cfg.SecretsKey)
+	} else {
+		key, err = secretbox.LoadOrCreateKey(filepath.Join(n.cfg.DataDir, "secrets.key"))
+	}
+	if err != nil {
+		return fmt.Errorf("secrets key: %w", err)
+	}
+	uri := n.cfg.MongoURI
+	opt := store.Options{SecretsKey: key}
+	if uri == "" {
+		n.emb, err = store.StartEmbedded(ctx, filepath.Join(n.cfg.DataDir, "db"), n.cfg.StoreListen, n.log)
+		if err != nil {
+			return fmt.Errorf("embedded store: %w", err)
+		}
+		n.onStop(func(context.Context) { n.emb.Close() })
+		uri = n.emb.URI()
+		// FerretDB applies updates atomically only within one connection.
+		opt.MaxPoolSize = 1
+	}
+	n.st, err = store.Connect(ctx, uri, opt)
+	if err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
+	n.onStop(func(ctx context.Context) { _ = n.st.Close(ctx) })
+	n.GeneratedAdminToken, err = n.st.EnsureAdminToken(ctx, n.cfg.AdminToken)
+	if err != nil {
+		return fmt.Errorf("admin token: %w", err)
+	}
+	return nil
+}
+
+func (n *Node) prepareImage(ctx context.Context) error {
+	if n.cfg.Image != "" {
+		ok, err := n.eng.ImageExists(ctx, n.cfg.Image)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return fmt.Errorf("image %s does not exist on this engine", n.cfg.Image)
+		}
+		// A given image is identified by its reference for the adopt check.
+		n.image = images.Image{Tag: n.cfg.Image, Hash: "ref-" + hex.EncodeToString([]byte(n.cfg.Image))}
+		return nil
+	}
+	img, err := images.Ensure(ctx, n.eng, images.Options{}, n.log)
+	if err != nil {
+		return err
+	}
+	n.image = img
+	return nil
+}
+
+func (n *Node) startContainers(ctx context.Context) error {
+	n.network = "wharf-" + n.id
+	if _, err := n.eng.EnsureNetwork(ctx, engine.NetworkSpec{
+		Name: n.network, Isolated: true,
+		Labels: map[string]string{engine.LabelNode: n.id, engine.LabelRole: "network"},
+	}); err != nil {
+		return err
+	}
+	n.onStop(func(ctx context.Context) {
+		if err := n.eng.RemoveNetwork(ctx, n.network); err != nil {
+			n.log.Warn("remove network", "err", err)
+		}
+	})
+	var err error
+	n.pool, err = pool.New(pool.Config{
+		NodeID: n.id, Image: n.image.Tag, ImageHash: n.image.Hash, Network: n.network,
+		Root: filepath.Join(n.cfg.DataDir, "containers"), ModulesDir: filepath.Join(n.cfg.DataDir, "modules"),
+		Size: n.cfg.PoolSize, MaxParallel: n.cfg.PoolParallel, ReadyTimeout: n.cfg.ContainerReady,
+		Limits: pool.Limits{
+			MemoryBytes: int64(n.cfg.ContainerMemory), NanoCPUs: n.cfg.NanoCPUs(), PidsLimit: n.cfg.ContainerPids,
+			NoFile: n.cfg.ContainerNoFile, TmpfsBytes: int64(n.cfg.ContainerTmpfs),
+		},
+		Runtime: n.cfg.ContainerRuntime,
+	}, n.eng, n.log)
+	if err != nil {
+		return err
+	}
+	if _, _, err := n.pool.Reconcile(ctx); err != nil {
+		return err
+	}
+	bgctx, cancel := context.WithCancel(context.Background())
+	n.stopBg = cancel
+	n.onStop(func(ctx context.Context) {
+		cancel()
+		n.bg.Wait()
+		n.pool.Drain(ctx)
+	})
+	n.bg.Add(2)
+	go func() { defer n.bg.Done(); n.pool.Run(bgctx) }()
+	go func() { defer n.bg.Done(); n.watchEvents(bgctx) }()
+
+	n.handler = handler.New(n.pool, handler.Config{}, n.log)
+	n.onStop(n.handler.Close)
+	n.catalog = catalog.New(n.st, n.log)
+	n.proxy = proxy.New(proxy.Config{
+		ClaimTimeout: n.cfg.ClaimTimeout, DefaultTimeoutMS: n.cfg.FunctionTimeoutMS(), MaxBodyBytes: int64(n.cfg.MaxBody),
+	}, n.catalog, n.handler, n.log)
+	n.onStop(func(context.Context) { n.proxy.Close() })
+	return nil
+}
+
+// watchEvents turns container deaths into drops: a tenant's container is
+// unassigned (its next request cold starts), a pooled one is replaced.
+func (n *Node) watchEvents(ctx context.Context) {
+	backoff := 100 * time.Millisecond
+	for ctx.Err() == nil {
+		evs, errc := n.eng.Events(ctx, map[string]string{engine.LabelNode: n.id})
+	loop:
+		for {
+			select {
+			case ev, ok := <-evs:
+				if !ok {
+					break loop
+				}
+				backoff = 100 * time.Millisecond
+				switch ev.Action {
+				case "die", "oom", "destroy":
+					if !n.handler.ContainerGone(ev.ContainerID) {
+						n.pool.Forget(ctx, ev.ContainerID)
+					}
+				}
+			case err := <-errc:
+				n.log.Warn("container event stream broke; reconnecting", "err", err)
+				break loop
+			case <-ctx.Done():
+				return
+			}
+		}
+		select {
+		case <-time.After(backoff):
+		case <-ctx.Done():
+			return
+		}
+		backoff = min(backoff*2, 5*time.Second)
+	}
+}
+
+// Hooks implementation for the management API.
+
+type hooks struct{ n *Node }
+
+func (h hooks) FunctionChanged(tenant, name string) { h.n.catalog.Invalidate(tenant, name) }
+
+func (h hooks) TenantDeleted(tenant string) {
+	h.n.catalog.InvalidateTenant(tenant)
+	h.n.handler.DropTenant(tenant)
+}
+
+// ID is the node's id.
+func (n *Node) ID() string { return n.id }
+
+// Addr is the address the node serves on.
+func (n *Node) Addr() string { return n.ln.Addr().String() }
+
+// Pool exposes the pool (stats, tests).
+func (n *Node) Pool() *pool.Pool { return n.pool }
+
+// Handler exposes the handler (stats, tests).
+func (n *Node) Handler() *handler.Handler { return n.handler }
+
+// Image is the runtime image in use.
+func (n *Node) Image() images.Image { return n.image }
+
+// Network is the node's container network.
+func (n *Node) Network() string { return n.network }
+
+// Done is closed with the error when the HTTP server stops on its own.
+func (n *Node) Done() <-chan error { return n.serveErr }
+
+// Shutdown drains: /readyz fails at once, the listener stops accepting,
+// in-flight requests finish (up to ctx), then every container and the network
+// of this node are removed and the store is closed.
+func (n *Node) Shutdown(ctx context.Context) error {
+	var err error
+	n.shutdown.Do(func() {
+		n.draining.Store(true)
+		n.log.Info("draining")
+		if n.srv != nil {
+			if serr := n.srv.Shutdown(ctx); serr != nil {
+				err = fmt.Errorf("finish in-flight requests: %w", serr)
+				_ = n.srv.Close()
+			}
+		}
+		// Removal must happen even when the drain deadline has passed.
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 60*time.Second)
+		defer cancel()
+		n.undo(cctx)
+		n.log.Info("stopped")
+	})
+	return err
+}

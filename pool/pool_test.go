@@ -1,0 +1,289 @@
+package pool
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/wharfhq/wharf/engine"
+	"github.com/wharfhq/wharf/engine/enginetest"
+)
+
+func testConfig(t *testing.T, size int) Config {
+	dir := t.TempDir()
+	return Config{
+		NodeID: "n1", Image: "wharf-runtime:test", ImageHash: "h1", Network: "wharf-n1",
+		Root: filepath.Join(dir, "containers"), ModulesDir: filepath.Join(dir, "modules"),
+		Size: size, MaxParallel: 2, ReadyTimeout: time.Second,
+		Probe: func(context.Context, string) error { return nil },
+	}
+}
+
+func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+func startPool(t *testing.T, cfg Config, eng engine.Engine) *Pool {
+	t.Helper()
+	p, err := New(cfg, eng, quiet())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { p.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return p
+}
+
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// Invariant: the pool fills to its size and refills after every take.
+func TestPoolFillsAndRefills(t *testing.T) {
+	f := enginetest.New()
+	p := startPool(t, testConfig(t, 3), f)
+	eventually(t, "pool full", func() bool { return p.Ready() == 3 })
+	c, err := p.Take(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.IP == "" || c.ID == "" {
+		t.Fatalf("taken container incomplete: %+v", c)
+	}
+	if _, err := os.Stat(c.AppDir); err != nil {
+		t.Fatalf("app dir missing: %v", err)
+	}
+	eventually(t, "refill", func() bool { return p.Ready() == 3 })
+	if got := len(f.Live()); got != 4 {
+		t.Fatalf("live containers = %d, want 4 (3 ready + 1 taken)", got)
+	}
+}
+
+// Invariant: concurrent takes never hand out one container twice.
+func TestTakeIsExclusive(t *testing.T) {
+	f := enginetest.New()
+	p := startPool(t, testConfig(t, 4), f)
+	var mu sync.Mutex
+	seen := map[string]int{}
+	var wg sync.WaitGroup
+	for i := 0; i < 40; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			c, err := p.Take(ctx)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			mu.Lock()
+			seen[c.ID]++
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	if len(seen) != 40 {
+		t.Fatalf("40 takes got %d distinct containers", len(seen))
+	}
+	for id, n := range seen {
+		if n != 1 {
+			t.Fatalf("container %s handed out %d times", id, n)
+		}
+	}
+}
+
+// Invariant: Take on an empty pool that cannot fill returns ErrEmpty at the deadline.
+func TestTakeTimesOutWithErrEmpty(t *testing.T) {
+	f := enginetest.New()
+	f.FailCreate = errors.New("engine down")
+	p := startPool(t, testConfig(t, 2), f)
+	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Millisecond)
+	defer cancel()
+	_, err := p.Take(ctx)
+	if !errors.Is(err, ErrEmpty) {
+		t.Fatalf("err = %v, want ErrEmpty", err)
+	}
+	// Backoff: a broken engine is not hammered in a hot loop.
+	if n := f.Count("CreateContainer"); n > 6 {
+		t.Fatalf("%d creation attempts in 150ms: no backoff", n)
+	}
+	if p.Stats().ConsecutiveFailures == 0 {
+		t.Fatal("failures not counted")
+	}
+}
+
+// Invariant: a failed creation leaves no container and no directory behind.
+func TestFailedCreationCleansUp(t *testing.T) {
+	f := enginetest.New()
+	cfg := testConfig(t, 1)
+	cfg.Probe = func(context.Context, string) error { return errors.New("runner not answering") }
+	cfg.ReadyTimeout = 30 * time.Millisecond
+	p, err := New(cfg, f, quiet())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { p.Run(ctx); close(done) }()
+	eventually(t, "two failed creations", func() bool { return p.Stats().Failures >= 2 })
+	cancel()
+	<-done // Run returns only after creations under way finished
+	if n := f.Count("CreateContainer"); n < 2 {
+		t.Fatalf("only %d creations attempted", n)
+	}
+	if live := f.Live(); len(live) != 0 {
+		t.Fatalf("%d containers left behind", len(live))
+	}
+	if entries, _ := os.ReadDir(cfg.Root); len(entries) != 0 {
+		t.Fatalf("container dirs left behind: %v", entries)
+	}
+}
+
+// Invariant: a pooled container that dies is dropped, removed and replaced.
+func TestForgetReplacesDeadContainer(t *testing.T) {
+	f := enginetest.New()
+	p := startPool(t, testConfig(t, 2), f)
+	eventually(t, "pool full", func() bool { return p.Ready() == 2 })
+	victim := f.Live()[0].Info.ID
+	if !p.Forget(context.Background(), victim) {
+		t.Fatal("Forget did not find a pooled container")
+	}
+	if p.Forget(context.Background(), "unknown") {
+		t.Fatal("Forget claimed an unknown container")
+	}
+	eventually(t, "replacement", func() bool { return p.Ready() == 2 })
+	for _, c := range f.Live() {
+		if c.Info.ID == victim {
+			t.Fatal("dead container not removed")
+		}
+	}
+}
+
+// Invariant: reconcile adopts clean pooled containers of the current image
+// and removes claimed ones, other images' and stopped ones, and stray dirs.
+func TestReconcile(t *testing.T) {
+	f := enginetest.New()
+	cfg := testConfig(t, 0)
+	p, err := New(cfg, f, quiet())
+	if err != nil {
+		t.Fatal(err)
+	}
+	mk := func(name, hash string, owned, running bool) string {
+		s := Spec(cfg, name)
+		s.Labels[engine.LabelImage] = hash
+		id, _ := f.CreateContainer(context.Background(), s)
+		if running {
+			_ = f.StartContainer(context.Background(), id)
+		}
+		dir := containerDir(cfg.Root, name)
+		_ = os.MkdirAll(hostAppDir(cfg.Root, name), 0o755)
+		if owned {
+			_ = os.WriteFile(filepath.Join(dir, ownerFile), []byte("acme"), 0o600)
+		}
+		return id
+	}
+	clean := mk("wharf-n1-clean", "h1", false, true)
+	mk("wharf-n1-owned", "h1", true, true)
+	mk("wharf-n1-oldimg", "h0", false, true)
+	mk("wharf-n1-stopped", "h1", false, false)
+	other := Spec(cfg, "wharf-n2-x")
+	other.Labels[engine.LabelNode] = "n2"
+	otherID, _ := f.CreateContainer(context.Background(), other)
+	_ = os.MkdirAll(filepath.Join(cfg.Root, "stray"), 0o755)
+
+	adopted, removed, err := p.Reconcile(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if adopted != 1 || removed != 3 {
+		t.Fatalf("adopted %d removed %d, want 1 and 3", adopted, removed)
+	}
+	c, err := p.Take(context.Background())
+	if err != nil || c.ID != clean {
+		t.Fatalf("took %v, %v; want the clean container", c, err)
+	}
+	live := map[string]bool{}
+	for _, c := range f.Live() {
+		live[c.Info.ID] = true
+	}
+	if !live[otherID] {
+		t.Fatal("reconcile removed another node's container")
+	}
+	if len(live) != 2 {
+		t.Fatalf("%d live containers, want 2 (adopted + other node's)", len(live))
+	}
+	entries, _ := os.ReadDir(cfg.Root)
+	if len(entries) != 1 || entries[0].Name() != "wharf-n1-clean" {
+		t.Fatalf("container dirs after reconcile: %v", entries)
+	}
+}
+
+func TestAdoptable(t *testing.T) {
+	base := engine.ContainerInfo{Running: true, IP: "10.0.0.2",
+		Labels: map[string]string{engine.LabelRole: RolePool, engine.LabelImage: "h"}}
+	with := func(mod func(*engine.ContainerInfo)) engine.ContainerInfo {
+		i := base
+		i.Labels = map[string]string{engine.LabelRole: RolePool, engine.LabelImage: "h"}
+		mod(&i)
+		return i
+	}
+	cases := []struct {
+		name         string
+		info         engine.ContainerInfo
+		owned, clean bool
+		want         bool
+	}{
+		{"clean pooled", base, false, true, true},
+		{"claimed by a tenant", base, true, true, false},
+		{"has files", base, false, false, false},
+		{"stopped", with(func(i *engine.ContainerInfo) { i.Running = false }), false, true, false},
+		{"no address", with(func(i *engine.ContainerInfo) { i.IP = "" }), false, true, false},
+		{"old image", with(func(i *engine.ContainerInfo) { i.Labels[engine.LabelImage] = "old" }), false, true, false},
+		{"builder container", with(func(i *engine.ContainerInfo) { i.Labels[engine.LabelRole] = "build" }), false, true, false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if got := adoptable(c.info, "h", c.owned, c.clean); got != c.want {
+				t.Fatalf("adoptable = %v, want %v", got, c.want)
+			}
+		})
+	}
+}
+
+// Invariant: every pooled container is hardened.
+func TestSpecIsHardened(t *testing.T) {
+	cfg := testConfig(t, 1)
+	cfg.Limits = DefaultLimits
+	s := Spec(cfg, "wharf-n1-x")
+	if !s.ReadOnlyRoot || len(s.CapDrop) != 1 || s.CapDrop[0] != "ALL" || s.User != RunnerUser {
+		t.Fatalf("not hardened: %+v", s)
+	}
+	if s.SecurityOpt[0] != "no-new-privileges" {
+		t.Fatalf("no-new-privileges missing: %v", s.SecurityOpt)
+	}
+	if s.MemoryBytes == 0 || s.NanoCPUs == 0 || s.PidsLimit == 0 || s.Tmpfs["/tmp"] == "" {
+		t.Fatalf("limits missing: %+v", s)
+	}
+	for _, m := range s.Mounts {
+		if !m.ReadOnly {
+			t.Fatalf("mount %s is writable", m.Target)
+		}
+	}
+	if _, ok := s.Labels[engine.LabelTenant]; ok {
+		t.Fatal("pooled container must not carry a tenant label")
+	}
+}

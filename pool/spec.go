@@ -1,0 +1,81 @@
+package pool
+
+import (
+	"fmt"
+	"path/filepath"
+
+	"github.com/wharfhq/wharf/engine"
+)
+
+// Limits are the per-container resource limits.
+type Limits struct {
+	MemoryBytes int64
+	NanoCPUs    int64
+	PidsLimit   int64
+	NoFile      int64
+	TmpfsBytes  int64
+}
+
+// DefaultLimits are safe for a small node: 128 MiB, half a CPU, 64 processes.
+var DefaultLimits = Limits{
+	MemoryBytes: 128 << 20,
+	NanoCPUs:    500_000_000,
+	PidsLimit:   64,
+	NoFile:      1024,
+	TmpfsBytes:  16 << 20,
+}
+
+// Paths inside every runtime container.
+const (
+	AppMount     = "/app"
+	ModulesMount = "/modules"
+	RunnerPort   = 8080
+	RunnerUser   = "10001:10001"
+)
+
+// hostAppDir is the host directory bind-mounted read-only at /app. It sits one
+// level below the container's own directory so bookkeeping files (the owner
+// record) live beside it, out of the container's sight.
+func hostAppDir(root, name string) string { return filepath.Join(root, name, "app") }
+
+// containerDir is the host directory holding everything of one container.
+func containerDir(root, name string) string { return filepath.Join(root, name) }
+
+// Spec returns the hardened container spec of a pooled runtime container.
+// Every pooled container is created before its tenant is known, so nothing
+// tenant-specific may appear here.
+func Spec(cfg Config, name string) engine.ContainerSpec {
+	l := cfg.Limits
+	sec := []string{"no-new-privileges"}
+	if cfg.SeccompProfile != "" {
+		sec = append(sec, "seccomp="+cfg.SeccompProfile)
+	}
+	return engine.ContainerSpec{
+		Name:  name,
+		Image: cfg.Image,
+		Env: []string{
+			fmt.Sprintf("WHARF_PORT=%d", RunnerPort),
+			"WHARF_APP_DIR=" + AppMount,
+		},
+		User: RunnerUser,
+		Labels: map[string]string{
+			engine.LabelNode:  cfg.NodeID,
+			engine.LabelRole:  RolePool,
+			engine.LabelImage: cfg.ImageHash,
+		},
+		Network: cfg.Network,
+		Mounts: []engine.Mount{
+			{Source: hostAppDir(cfg.Root, name), Target: AppMount, ReadOnly: true},
+			{Source: cfg.ModulesDir, Target: ModulesMount, ReadOnly: true},
+		},
+		Tmpfs:        map[string]string{"/tmp": fmt.Sprintf("rw,noexec,nosuid,nodev,size=%d,mode=1777", l.TmpfsBytes)},
+		ReadOnlyRoot: true,
+		CapDrop:      []string{"ALL"},
+		SecurityOpt:  sec,
+		MemoryBytes:  l.MemoryBytes,
+		NanoCPUs:     l.NanoCPUs,
+		PidsLimit:    l.PidsLimit,
+		NoFile:       l.NoFile,
+		Runtime:      cfg.Runtime,
+	}
+}
