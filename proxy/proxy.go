@@ -121,8 +121,15 @@ func (p *Proxy) Register(e *echo.Echo) {
 func (p *Proxy) Close() { p.tr.CloseIdleConnections() }
 
 func (p *Proxy) serve(c echo.Context) error {
+	err := p.route(c)
+	if err != nil && !c.Response().Committed {
+		c.Response().Header().Set(hdrSource, "proxy")
+	}
+	return err
+}
+
+func (p *Proxy) route(c echo.Context) error {
 	req, w := c.Request(), c.Response()
-	w.Header().Set(hdrSource, "proxy") // replaced by the runner's when it answers
 	tenant, name := c.Param("tenant"), c.Param("name")
 	if !tenantRe.MatchString(tenant) || !nameRe.MatchString(name) {
 		return errs.NotFound("function_not_found", "No such function.")

@@ -1,0 +1,42 @@
+# Wharf: `make run` starts a node, `make test` runs every test.
+GO      ?= go
+BIN     := bin/wharf
+ARGS    ?=
+
+# testcontainers: the reaper image cannot be pulled here, and /.dockerenv
+# would otherwise make it dial a gateway that does not exist.
+export TESTCONTAINERS_RYUK_DISABLED ?= true
+export TESTCONTAINERS_HOST_OVERRIDE ?= localhost
+
+.PHONY: all build run test unit integration vet docker clean-containers
+
+all: build
+
+build:
+	$(GO) build -o $(BIN) ./cmd/wharf
+
+## run: start Docker if needed, build, and serve on 127.0.0.1:8080 with the embedded store
+run: docker build
+	./$(BIN) serve $(ARGS)
+
+## test: vet, unit tests (race detector) and integration tests against a real engine
+test: docker vet
+	$(GO) test -count=1 -race -timeout 10m $$($(GO) list ./... | grep -v -e /integration -e /images$$)
+	$(GO) test -count=1 -timeout 15m ./images/ ./integration/...
+
+unit:
+	$(GO) test -count=1 -race -timeout 10m $$($(GO) list ./... | grep -v -e /integration -e /images$$)
+
+integration: docker
+	$(GO) test -count=1 -v -timeout 15m ./images/ ./integration/...
+
+vet:
+	$(GO) vet ./...
+
+docker:
+	@scripts/ensure-docker.sh
+
+## clean-containers: remove every Wharf container and network on this engine (all nodes)
+clean-containers:
+	-docker ps -aq --filter label=wharf.node | xargs -r docker rm -f
+	-docker network ls -q --filter label=wharf.node | xargs -r docker network rm

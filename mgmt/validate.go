@@ -1,0 +1,224 @@
+package mgmt
+
+import (
+	"net/http"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/wharfhq/wharf/errs"
+)
+
+// Limits of what a function may declare (API.md and the mgmt brief).
+const (
+	MaxDependencies     = 50
+	MaxSecrets          = 100
+	MaxSecretValueBytes = 64 << 10
+	MaxDescriptionRunes = 256
+	maxNPMNameLen       = 214
+	maxVersionLen       = 256
+	maxSemverNumber     = 1<<53 - 1 // npm's Number.MAX_SAFE_INTEGER
+	maxQuoted           = 80        // longest user value echoed back in a message
+)
+
+var (
+	tenantNameRE   = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
+	functionNameRE = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_-]{0,63}$`)
+	secretNameRE   = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,127}$`)
+	tokenIDRE      = regexp.MustCompile(`^[A-Za-z0-9_-]{1,128}$`)
+
+	// npm package names (validate-npm-package-name, rules for new packages):
+	// lowercase and URL-safe, no leading '.' or '_', none of ~'!()* in the
+	// package part. Stricter than npm in one way: the package part may not
+	// start with '-' either, so a name can never be read as a command-line flag.
+	npmScopeRE = regexp.MustCompile(`^[a-z0-9~-][a-z0-9._~-]*$`)
+	npmPartRE  = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]*$`)
+
+	// Exact semantic versions (semver.org 2.0.0): MAJOR.MINOR.PATCH[-prerelease][+build].
+	semverRE = regexp.MustCompile(`^(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)` +
+		`(?:-(?:0|[1-9][0-9]*|[0-9]*[a-zA-Z-][0-9a-zA-Z-]*)(?:\.(?:0|[1-9][0-9]*|[0-9]*[a-zA-Z-][0-9a-zA-Z-]*))*)?` +
+		`(?:\+[0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*)?$`)
+)
+
+// validateTenantName checks a tenant name given in a request body.
+func validateTenantName(name string) error {
+	if !tenantNameRE.MatchString(name) {
+		return errs.BadRequest(codeInvalidTenantName,
+			"Tenant name %s is invalid: use 1 to 63 lowercase letters, digits and '-', starting with a letter or digit.",
+			quote(name))
+	}
+	return nil
+}
+
+// validateFunctionName checks a function name.
+func validateFunctionName(name string) error {
+	if !functionNameRE.MatchString(name) {
+		return errs.BadRequest(codeInvalidFunctionName,
+			"Function name %s is invalid: use 1 to 64 letters, digits, '_' and '-', starting with a letter or digit.",
+			quote(name))
+	}
+	return nil
+}
+
+// validateDescription checks a token's description.
+func validateDescription(d string) error {
+	if utf8.RuneCountInString(d) > MaxDescriptionRunes {
+		return errs.BadRequest(codeInvalidDescription,
+			"The description is longer than %d characters.", MaxDescriptionRunes)
+	}
+	if strings.ContainsFunc(d, unicode.IsControl) {
+		return errs.BadRequest(codeInvalidDescription, "The description must not contain control characters.")
+	}
+	return nil
+}
+
+// validateCode checks a function's code: present, not blank, at most max bytes.
+func validateCode(code string, max int) error {
+	if strings.TrimSpace(code) == "" {
+		return errs.BadRequest(codeMissingCode, "Field \"code\" is required and must not be empty.")
+	}
+	if len(code) > max {
+		return errs.New(http.StatusRequestEntityTooLarge, codeCodeTooLarge,
+			"The code is %d bytes; at most %d bytes are allowed.", len(code), max)
+	}
+	return nil
+}
+
+// validateDependencies checks every dependency, in name order so the error
+// is always about the same entry.
+func validateDependencies(deps map[string]string) error {
+	if len(deps) > MaxDependencies {
+		return errs.BadRequest(codeTooManyDependencies,
+			"A function may declare at most %d dependencies; this one declares %d.", MaxDependencies, len(deps))
+	}
+	for _, name := range sortedKeys(deps) {
+		if !validNPMName(name) {
+			return errs.BadRequest(codeInvalidDependency,
+				"Dependency %s is not a valid npm package name (lowercase, URL-safe, optional @scope/, at most %d characters).",
+				quote(name), maxNPMNameLen)
+		}
+		if v := deps[name]; !validExactVersion(v) {
+			return errs.BadRequest(codeInvalidDependency,
+				"Dependency %s must have an exact version such as 1.2.3, not %s: ranges, tags, URLs, git and file specs are not allowed.",
+				quote(name), quote(v))
+		}
+	}
+	return nil
+}
+
+// validNPMName tells whether name is a valid npm package name for a new package.
+func validNPMName(name string) bool {
+	if name == "" || len(name) > maxNPMNameLen || name != strings.TrimSpace(name) {
+		return false
+	}
+	part := name
+	if strings.HasPrefix(name, "@") {
+		scope, rest, ok := strings.Cut(name[1:], "/")
+		if !ok || !npmScopeRE.MatchString(scope) {
+			return false
+		}
+		part = rest
+	}
+	switch part {
+	case "node_modules", "favicon.ico":
+		return false
+	}
+	return npmPartRE.MatchString(part)
+}
+
+// validExactVersion tells whether v is one exact semantic version
+// MAJOR.MINOR.PATCH[-prerelease][+build], as npm accepts it.
+func validExactVersion(v string) bool {
+	if len(v) > maxVersionLen {
+		return false
+	}
+	m := semverRE.FindStringSubmatch(v)
+	if m == nil {
+		return false
+	}
+	for _, n := range m[1:4] {
+		if x, err := strconv.ParseUint(n, 10, 64); err != nil || x > maxSemverNumber {
+			return false
+		}
+	}
+	return true
+}
+
+// validateSecrets checks secret names and values; messages never show a value.
+func validateSecrets(secrets map[string]string) error {
+	if len(secrets) > MaxSecrets {
+		return errs.BadRequest(codeTooManySecrets,
+			"A function may have at most %d secrets; this one has %d.", MaxSecrets, len(secrets))
+	}
+	for _, name := range sortedKeys(secrets) {
+		if !secretNameRE.MatchString(name) {
+			return errs.BadRequest(codeInvalidSecret,
+				"Secret name %s is invalid: use 1 to 128 letters, digits and '_', not starting with a digit.",
+				quote(name))
+		}
+		if n := len(secrets[name]); n > MaxSecretValueBytes {
+			return errs.BadRequest(codeInvalidSecret,
+				"Secret %q is %d bytes; at most %d bytes are allowed.", name, n, MaxSecretValueBytes)
+		}
+	}
+	return nil
+}
+
+// resolveTimeout checks timeout_ms and returns the one to store: 0 means the default.
+func resolveTimeout(ms int, cfg Config) (int, error) {
+	switch {
+	case ms == 0:
+		return cfg.DefaultTimeoutMS, nil
+	case ms < 1 || ms > cfg.MaxTimeoutMS:
+		return 0, errs.BadRequest(codeInvalidTimeout,
+			"Field \"timeout_ms\" must be between 1 and %d, or 0 for the default of %d.",
+			cfg.MaxTimeoutMS, cfg.DefaultTimeoutMS)
+	}
+	return ms, nil
+}
+
+// parseWait checks the ?wait= query parameter: absent, or a non-negative Go duration.
+func parseWait(s string) (time.Duration, error) {
+	if s == "" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d < 0 {
+		return 0, errs.BadRequest(codeInvalidWait,
+			"Query parameter \"wait\" must be a duration such as 60s, not %s.", quote(s))
+	}
+	return d, nil
+}
+
+// validateVersion checks a version number asked for in a rollback.
+func validateVersion(v *int) (int, error) {
+	if v == nil {
+		return 0, errs.BadRequest(codeInvalidVersion, "Field \"version\" is required.")
+	}
+	if *v < 1 {
+		return 0, errs.BadRequest(codeInvalidVersion, "Field \"version\" must be a version number of 1 or more.")
+	}
+	return *v, nil
+}
+
+// quote quotes a user-supplied string for a message, shortened when long.
+func quote(s string) string {
+	if utf8.RuneCountInString(s) > maxQuoted {
+		r := []rune(s)
+		return strconv.Quote(string(r[:maxQuoted])) + "…"
+	}
+	return strconv.Quote(s)
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
