@@ -8,7 +8,7 @@ ARGS    ?=
 export TESTCONTAINERS_RYUK_DISABLED ?= true
 export TESTCONTAINERS_HOST_OVERRIDE ?= localhost
 
-.PHONY: all build run test unit integration vet docker clean-containers
+.PHONY: all build run test unit integration vet docker clean-containers bench
 
 all: build
 
@@ -40,3 +40,7 @@ docker:
 clean-containers:
 	-docker ps -aq --filter label=wharf.node | xargs -r docker rm -f
 	-docker network ls -q --filter label=wharf.node | xargs -r docker network rm
+
+## bench: latency benchmarks against same-run baselines (not part of make test)
+bench: docker
+	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 20m ./bench/

@@ -85,6 +85,9 @@ func (n *Node) refuseWhileDraining(next echo.HandlerFunc) echo.HandlerFunc {
 type check struct {
 	OK    bool   `json:"ok"`
 	Error string `json:"error,omitempty"`
+	// Pool only: containers ready now and the target.
+	Ready *int `json:"ready,omitempty"`
+	Size  *int `json:"size,omitempty"`
 }
 
 // readyz answers 200 only when this node can serve: store and engine reachable,
@@ -95,11 +98,12 @@ func (n *Node) readyz(c echo.Context) error {
 	checks := map[string]check{}
 	ready := true
 	add := func(name string, err error) {
-		checks[name] = check{OK: err == nil}
+		c := check{OK: err == nil}
 		if err != nil {
-			checks[name] = check{Error: err.Error()}
+			c.Error = err.Error()
 			ready = false
 		}
+		checks[name] = c
 	}
 	add("store", n.st.Ping(ctx))
 	add("docker", n.eng.Ping(ctx))
@@ -108,6 +112,10 @@ func (n *Node) readyz(c echo.Context) error {
 		poolErr = errors.New("no warm container ready")
 	}
 	add("pool", poolErr)
+	st := n.pool.Stats()
+	pc := checks["pool"]
+	pc.Ready, pc.Size = &st.Ready, &n.cfg.PoolSize
+	checks["pool"] = pc
 	var drainErr error
 	if n.draining.Load() {
 		drainErr = errors.New("draining")

@@ -1,0 +1,716 @@
+'use strict';
+
+// Wharf function runner: one long-lived process per tenant container, serving every function of that tenant.
+//
+// Wire protocol (the host side is written against it):
+// - Environment: WHARF_PORT (8080), WHARF_HOST (0.0.0.0), WHARF_APP_DIR (/app, read-only for this process).
+// - GET /_wharf/ready without x-wharf-function answers 200 {"ok":true}; other paths without it answer 404.
+// - Function requests carry x-wharf-function, x-wharf-version and x-wharf-request-id; the path is
+//   /api/run/<tenant>/<name>[/<rest>][?query]. All x-wharf-* headers are removed before code sees the request.
+// - The host writes $WHARF_APP_DIR/functions/<name>/<version>/{function.js,config.json} (atomically, never changed
+//   afterwards; a node_modules directory may sit beside them) before it routes a request to that version.
+//   config.json: {"tenant","name","version","timeout_ms","secrets","meta"}.
+// - Every response carries x-wt-response-source: webtask (the code answered), compiler (load failure) or proxy
+//   (runner-side failure).
+// - The host enforces function timeouts and body limits; after an uncaught asynchronous exception this process answers
+//   its in-flight requests and exits non-zero, and the host replaces the container.
+//
+// Functions follow the Auth0 Webtask programming model; design/WEBTASK.md is the contract implemented here.
+// This file must stay a single dependency-free CommonJS script: the image holds only node and this file.
+
+const fs = require('fs');
+const http = require('http');
+const path = require('path');
+const vm = require('vm');
+const crypto = require('crypto');
+const Module = require('module');
+const querystring = require('querystring');
+
+const PORT = parsePort(process.env.WHARF_PORT, 8080);
+const HOST = process.env.WHARF_HOST || '0.0.0.0';
+const APP_DIR = path.resolve(process.env.WHARF_APP_DIR || '/app');
+const FUNCTIONS_DIR = path.join(APP_DIR, 'functions');
+
+// Validated before any filesystem access, so a header can never name a path outside FUNCTIONS_DIR.
+const NAME_RE = /^[a-zA-Z0-9][a-zA-Z0-9_-]{0,63}$/;
+const VERSION_RE = /^[1-9][0-9]{0,14}$/; // positive, and always a safe integer
+
+// The host enforces function timeouts and body limits; these only reap connections that are truly stuck.
+const HEADERS_TIMEOUT_MS = 5 * 60 * 1000;
+const REQUEST_TIMEOUT_MS = 15 * 60 * 1000;
+const KEEP_ALIVE_TIMEOUT_MS = 65 * 1000;
+// Headers beyond Node's 16 KiB default are legitimate (cookies, JWTs) and the host already bounds them.
+const MAX_HEADER_SIZE = 64 * 1024;
+
+// After an uncaught exception the process state is unknown: answer in-flight requests, then leave. These bound how
+// long a slow client can delay the exit.
+const CRASH_SOCKET_GRACE_MS = 1000;
+const CRASH_HARD_DEADLINE_MS = 5000;
+const CRASH_EXIT_CODE = 70; // EX_SOFTWARE
+
+const WRAPPER_PARAMS = ['exports', 'require', 'module', '__filename', '__dirname'];
+
+const MSG = {
+  notProvisioned: 'Function is not provisioned in this container.',
+  notFunction: 'Supplied code must return or export a function.',
+  badArity: 'The JavaScript function must have one of the following signatures: ([ctx], callback) or (ctx, req, res).',
+  cbError: 'Script returned an error.',
+  serialize: 'Error when JSON serializing the result of the JavaScript code.',
+  syncThrow: 'Script generated an unhandled synchronous exception.',
+  asyncThrow: 'Script generated an unhandled asynchronous exception.',
+};
+
+// ---------------------------------------------------------------------------------------------------------------------
+// Loading
+
+// name@version -> loaded entry ({fn, form, config, ...}); failures are never cached so a retry re-reads the files.
+const loaded = new Map();
+// name@version -> promise of a load in progress, so concurrent first requests compile (and run top-level code) once.
+const loading = new Map();
+
+function cacheKey(name, version) {
+  return name + '@' + version;
+}
+
+function getFunction(name, version) {
+  const key = cacheKey(name, version);
+  let pending = loading.get(key);
+  if (!pending) {
+    pending = loadFunction(name, version).then((result) => {
+      loading.delete(key);
+      if (result.ok) {
+        loaded.set(key, result);
+        evictOlderVersions(name, version);
+      }
+      return result;
+    }, (err) => {
+      loading.delete(key);
+      throw err;
+    });
+    loading.set(key, pending);
+  }
+  return pending;
+}
+
+// The host routes to the newest version, so older ones are dead weight; dropping them lets their closures be
+// collected once their last request finishes (a request for one would simply load it again).
+function evictOlderVersions(name, version) {
+  for (const [key, entry] of loaded) {
+    if (entry.name === name && entry.version < version) loaded.delete(key);
+  }
+}
+
+function failure(status, source, body) {
+  return { ok: false, status, source, body };
+}
+
+async function loadFunction(name, version) {
+  const dir = path.join(FUNCTIONS_DIR, name, String(version));
+  if (path.dirname(path.dirname(dir)) !== FUNCTIONS_DIR) {
+    // Unreachable with the validated name and version; kept as a last line of defence.
+    return failure(400, 'proxy', { code: 400, error: 'Invalid function name or version.' });
+  }
+  const filename = path.join(dir, 'function.js');
+
+  let code;
+  let configText;
+  try {
+    [code, configText] = await Promise.all([
+      fs.promises.readFile(filename, 'utf8'),
+      fs.promises.readFile(path.join(dir, 'config.json'), 'utf8'),
+    ]);
+  } catch (err) {
+    if (err && (err.code === 'ENOENT' || err.code === 'ENOTDIR')) {
+      return failure(500, 'proxy', { code: 500, error: MSG.notProvisioned });
+    }
+    return failure(500, 'proxy', { code: 500, error: 'Function files could not be read.', details: safeString(err) });
+  }
+
+  const config = parseConfig(configText, name, version);
+  if (typeof config === 'string') {
+    return failure(500, 'proxy', { code: 500, error: 'Function configuration is invalid.', details: config });
+  }
+
+  const compiled = compile(code, filename);
+  if (!compiled.ok) return compiled;
+
+  const fn = compiled.fn;
+  if (typeof fn !== 'function') {
+    return failure(400, 'compiler', { code: 400, error: MSG.notFunction });
+  }
+  if (fn.length < 1 || fn.length > 3) {
+    return failure(400, 'compiler', { code: 400, error: MSG.badArity });
+  }
+  return { ok: true, name, version, fn, form: fn.length, config };
+}
+
+// Returns the normalised config, or a string describing why it is unusable.
+function parseConfig(text, name, version) {
+  let cfg;
+  try {
+    cfg = JSON.parse(text);
+  } catch (err) {
+    return 'config.json is not valid JSON: ' + err.message;
+  }
+  if (!isPlainObject(cfg)) return 'config.json must hold an object';
+  if (typeof cfg.tenant !== 'string' || cfg.tenant === '') return 'config.json: tenant must be a non-empty string';
+  // The identity must match the directory: a mismatch means the host provisioned the wrong files.
+  if (cfg.name !== name) return 'config.json: name does not match the requested function';
+  if (cfg.version !== version) return 'config.json: version does not match the requested version';
+  for (const field of ['secrets', 'meta']) {
+    if (cfg[field] !== undefined && cfg[field] !== null && !isPlainObject(cfg[field])) {
+      return 'config.json: ' + field + ' must be an object';
+    }
+  }
+  return {
+    tenant: cfg.tenant,
+    name: cfg.name,
+    version: cfg.version,
+    secrets: cfg.secrets || {},
+    meta: cfg.meta || {},
+  };
+}
+
+// Compiles and runs the module once. The wrapper is a real function body (vm.compileFunction, not string
+// concatenation), so a top-level `return` is legal, line/column numbers match the file, and the source text, comments
+// included, is what Function.prototype.toString reports.
+function compile(code, filename) {
+  if (code.charCodeAt(0) === 0xfeff) code = code.slice(1);
+
+  const options = { filename };
+  // Lets function code use import() (e.g. of ESM-only packages) with the normal module loader, where supported.
+  if (vm.constants && vm.constants.USE_MAIN_CONTEXT_DEFAULT_LOADER) {
+    options.importModuleDynamically = vm.constants.USE_MAIN_CONTEXT_DEFAULT_LOADER;
+  }
+
+  let wrapper;
+  try {
+    wrapper = vm.compileFunction(code, WRAPPER_PARAMS, options);
+  } catch (err) {
+    return compileFailure(err, filename);
+  }
+
+  const dirname = path.dirname(filename);
+  // createRequire resolves relative to the function file, so require() walks the version's own node_modules.
+  const requireFn = Module.createRequire(filename);
+  const mod = new Module(filename, null);
+  mod.filename = filename;
+  mod.paths = typeof Module._nodeModulePaths === 'function' ? Module._nodeModulePaths(dirname) : [];
+  mod.require = requireFn;
+
+  let returned;
+  try {
+    returned = wrapper.call(mod.exports, mod.exports, requireFn, mod, filename, dirname);
+  } catch (err) {
+    // A throw while running top-level code (e.g. a failing require) is a load failure, like a syntax error.
+    return failure(400, 'compiler', errorBody(400, 'Compilation failed: ' + errorMessage(err), err));
+  }
+  mod.loaded = true;
+  return { ok: true, fn: returned !== undefined ? returned : mod.exports };
+}
+
+function compileFailure(err, filename) {
+  const body = { code: 400, error: 'Compilation failed: ' + errorMessage(err), details: safeString(err) };
+  const pos = syntaxErrorPosition(err, filename);
+  if (pos) {
+    body.details += ' (line ' + pos.line + (pos.column ? ', column ' + pos.column : '') + ')';
+    body.line = pos.line;
+    if (pos.column) body.column = pos.column;
+  }
+  return failure(400, 'compiler', body);
+}
+
+// V8 does not expose where a SyntaxError is; Node decorates the stack with "<file>:<line>\n<source>\n<caret>".
+function syntaxErrorPosition(err, filename) {
+  const stack = err && typeof err.stack === 'string' ? err.stack : '';
+  if (!stack.startsWith(filename + ':')) return null;
+  const lines = stack.split('\n');
+  const line = Number(lines[0].slice(filename.length + 1));
+  if (!Number.isInteger(line) || line < 1) return null;
+  const caret = lines[2] || '';
+  const column = /^[ \t]*\^+\s*$/.test(caret) ? caret.indexOf('^') + 1 : 0;
+  return { line, column };
+}
+
+// ---------------------------------------------------------------------------------------------------------------------
+// Requests
+
+// Every function request not yet answered (or abandoned), so a crash can answer all of them.
+const inflight = new Set();
+let crashing = false;
+let stopping = false;
+
+function handleRequest(req, res) {
+  const functionName = req.headers['x-wharf-function'];
+  if (functionName === undefined) return handleControl(req, res);
+
+  const versionHeader = req.headers['x-wharf-version'];
+  const requestId = req.headers['x-wharf-request-id'];
+  stripWharfHeaders(req);
+
+  if (crashing || stopping) {
+    return sendJSON(res, 503, 'proxy', { code: 503, error: 'The container is shutting down.' }, { connection: 'close' });
+  }
+  if (typeof functionName !== 'string' || !NAME_RE.test(functionName) ||
+      typeof versionHeader !== 'string' || !VERSION_RE.test(versionHeader)) {
+    return sendJSON(res, 400, 'proxy', { code: 400, error: 'Invalid function name or version.' });
+  }
+
+  const inv = {
+    req,
+    res,
+    answered: false,
+    id: typeof requestId === 'string' && requestId !== '' ? requestId : crypto.randomUUID(),
+  };
+  inflight.add(inv);
+  res.once('close', () => {
+    inflight.delete(inv);
+    if (stopping && !crashing && inflight.size === 0) process.exit(0);
+  });
+
+  const version = Number(versionHeader);
+  const entry = loaded.get(cacheKey(functionName, version));
+  if (entry) return run(entry, inv);
+
+  getFunction(functionName, version).then((result) => {
+    if (!result.ok) return answer(inv, result.status, result.source, result.body);
+    run(result, inv);
+  }).catch((err) => {
+    log('runner: failed to load ' + functionName + '@' + version, err);
+    answer(inv, 500, 'proxy', { code: 500, error: 'Function could not be loaded.', details: safeString(err) });
+  });
+}
+
+function handleControl(req, res) {
+  const pathname = req.url.split('?', 1)[0];
+  if (pathname !== '/_wharf/ready') {
+    return sendJSON(res, 404, 'proxy', { code: 404, error: 'Not found.' });
+  }
+  if (req.method !== 'GET' && req.method !== 'HEAD') {
+    return sendJSON(res, 405, 'proxy', { code: 405, error: 'Method not allowed.' }, { allow: 'GET, HEAD' });
+  }
+  if (crashing || stopping) return sendJSON(res, 503, 'proxy', { ok: false });
+  return sendJSON(res, 200, 'proxy', { ok: true });
+}
+
+// Removes the host's routing headers before any code sees the request. Node builds req.headers and
+// req.headersDistinct lazily, from rawHeaders and a private count of them; both are built (and so cached) from the
+// original list before it is filtered.
+function stripWharfHeaders(req) {
+  for (const headers of [req.headers, req.headersDistinct]) {
+    for (const key of Object.keys(headers)) {
+      if (key.startsWith('x-wharf-')) delete headers[key];
+    }
+  }
+  const raw = req.rawHeaders;
+  const kept = [];
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    if (!raw[i].toLowerCase().startsWith('x-wharf-')) kept.push(raw[i], raw[i + 1]);
+  }
+  req.rawHeaders = kept;
+}
+
+function run(entry, inv) {
+  // A crash, or a client that gave up, may have settled the request while its function was loading.
+  if (inv.answered || inv.res.destroyed) return;
+  if (entry.form === 3) return runRequestResponse(entry, inv);
+  readBody(inv.req, (err, raw) => {
+    // The client went away while sending the body: there is nobody to answer.
+    if (err || inv.answered || inv.res.destroyed) return;
+    runCallback(entry, inv, raw);
+  });
+}
+
+function readBody(req, done) {
+  const chunks = [];
+  let finished = false;
+  const finish = (err, value) => {
+    if (finished) return;
+    finished = true;
+    done(err, value);
+  };
+  req.on('data', (chunk) => chunks.push(chunk));
+  req.on('end', () => finish(null, Buffer.concat(chunks).toString('utf8')));
+  req.on('error', (err) => finish(err));
+  req.on('close', () => finish(new Error('request closed before its body was read')));
+}
+
+function runCallback(entry, inv, raw) {
+  const ctx = createContext(entry, inv, raw);
+  const cb = function webtaskCallback(err, result) {
+    if (inv.answered) return; // a second callback is ignored
+    respondFromCallback(inv, err, result);
+  };
+  let returned;
+  try {
+    returned = entry.form === 1 ? entry.fn(cb) : entry.fn(ctx, cb);
+  } catch (err) {
+    return failCallback(inv, MSG.syncThrow, err);
+  }
+  onRejection(returned, (err) => failCallback(inv, MSG.asyncThrow, err));
+}
+
+function failCallback(inv, message, err) {
+  if (inv.answered) {
+    // The client already has its answer; the late failure is only worth a log line.
+    log('function failed after answering (request ' + inv.id + ')', err);
+    return;
+  }
+  answer(inv, 500, 'webtask', errorBody(500, message, err));
+}
+
+function runRequestResponse(entry, inv) {
+  const { req, res } = inv;
+  const ctx = createContext(entry, inv, undefined);
+  req.x_wt = { container: entry.config.tenant, jtn: entry.name, url_format: 1 };
+  req.webtaskContext = ctx;
+  res.setHeader('x-wt-response-source', 'webtask');
+  // Without a listener, misuse such as a write after end() would be an uncaught exception and take every other
+  // request of the container down with it.
+  res.on('error', (err) => log('response error (request ' + inv.id + ')', err));
+  let returned;
+  try {
+    returned = entry.fn(ctx, req, res);
+  } catch (err) {
+    return failOwnedResponse(inv, MSG.syncThrow, err);
+  }
+  onRejection(returned, (err) => failOwnedResponse(inv, MSG.asyncThrow, err));
+}
+
+// The (ctx, req, res) code owns the response; the runner answers for it only if nothing was sent yet.
+function failOwnedResponse(inv, message, err) {
+  if (crashing) return;
+  const res = inv.res;
+  if (res.headersSent || res.writableEnded) {
+    log('function failed after starting its response (request ' + inv.id + ')', err);
+    if (!res.writableEnded) res.destroy();
+    return;
+  }
+  answer(inv, 500, 'webtask', errorBody(500, message, err));
+}
+
+// A rejection of the promise an async function returns belongs to its own request, so it fails that request only
+// instead of surfacing as an unhandled rejection that would take the whole container down.
+function onRejection(returned, handler) {
+  try {
+    if (returned !== null && (typeof returned === 'object' || typeof returned === 'function') &&
+        typeof returned.then === 'function') {
+      returned.then(undefined, handler);
+    }
+  } catch (err) {
+    // A hostile thenable; not crashing is all that can be done.
+  }
+}
+
+function respondFromCallback(inv, err, result) {
+  try {
+    if (err) {
+      const status = errorStatus(err);
+      return answer(inv, status, 'webtask', errorBody(status, MSG.cbError, err));
+    }
+    let json;
+    if (!result) {
+      json = '{}';
+    } else {
+      try {
+        json = JSON.stringify(result);
+      } catch (e) {
+        return answer(inv, 400, 'webtask', errorBody(400, MSG.serialize, e));
+      }
+      // Functions, symbols and undefined-returning toJSON serialise to nothing: not a JSON document either.
+      if (typeof json !== 'string') {
+        return answer(inv, 400, 'webtask', { code: 400, error: MSG.serialize, details: 'The result has no JSON representation.' });
+      }
+    }
+    answer(inv, 200, 'webtask', json);
+  } catch (e) {
+    // Something in the result or error (a throwing getter, say) defeated the code above.
+    log('runner: could not build the response (request ' + inv.id + ')', e);
+    answer(inv, 500, 'proxy', { code: 500, error: 'The runner could not build the response.', details: safeString(e) });
+  }
+}
+
+function errorStatus(err) {
+  let code = (typeof err === 'object' || typeof err === 'function') ? err.statusCode : undefined;
+  if (typeof code === 'string' && /^[0-9]{3}$/.test(code)) code = Number(code);
+  return Number.isInteger(code) && code >= 200 && code <= 599 ? code : 400;
+}
+
+function answer(inv, status, source, payload, extraHeaders) {
+  inv.answered = true;
+  sendJSON(inv.res, status, source, payload, extraHeaders);
+}
+
+// ---------------------------------------------------------------------------------------------------------------------
+// context
+
+function createContext(entry, inv, raw) {
+  const { req } = inv;
+  const config = entry.config;
+
+  const query = parseQuery(req.url);
+  // Per-request copies: requests are independent even if code mutates what it is given.
+  const secrets = structuredClone(config.secrets);
+  const meta = structuredClone(config.meta);
+
+  const ctx = {
+    id: inv.id,
+    query,
+    headers: req.headers,
+    secrets,
+    meta,
+    data: {},
+    body: undefined,
+    body_raw: undefined,
+  };
+
+  if (raw !== undefined) {
+    ctx.body_raw = raw;
+    ctx.body = parseBody(req.headers['content-type'], raw);
+  }
+
+  const data = ctx.data;
+  for (const key of Object.keys(query)) defineValue(data, key, query[key]);
+  for (const key of Object.keys(secrets)) defineValue(data, key, secrets[key]);
+  const body = ctx.body;
+  if (body !== null && typeof body === 'object' && !Array.isArray(body)) {
+    for (const key of Object.keys(body)) {
+      if (!Object.prototype.hasOwnProperty.call(data, key) || data[key] === undefined) defineValue(data, key, body[key]);
+    }
+  }
+  return ctx;
+}
+
+function parseQuery(url) {
+  const q = url.indexOf('?');
+  const parsed = querystring.parse(q < 0 ? '' : url.slice(q + 1));
+  // querystring returns a null-prototype object; code expects a plain one (hasOwnProperty and friends).
+  const query = {};
+  for (const key of Object.keys(parsed)) {
+    if (key === 'key' || key.startsWith('webtask_')) continue;
+    defineValue(query, key, parsed[key]);
+  }
+  return query;
+}
+
+function parseBody(contentType, raw) {
+  const type = typeof contentType === 'string' ? contentType.toLowerCase() : '';
+  try {
+    if (type.includes('application/json')) return JSON.parse(raw);
+    if (type.includes('application/x-www-form-urlencoded')) {
+      const parsed = querystring.parse(raw, undefined, undefined, { maxKeys: 0 });
+      const body = {};
+      for (const key of Object.keys(parsed)) defineValue(body, key, parsed[key]);
+      return body;
+    }
+  } catch (err) {
+    // Unparseable bodies are undefined by contract; body_raw still has the text.
+  }
+  return undefined;
+}
+
+// Defines an own, ordinary property even for the key "__proto__", which plain assignment would treat as a prototype
+// change.
+function defineValue(obj, key, value) {
+  Object.defineProperty(obj, key, { value, writable: true, enumerable: true, configurable: true });
+}
+
+// ---------------------------------------------------------------------------------------------------------------------
+// Responses and errors
+
+function sendJSON(res, status, source, payload, extraHeaders) {
+  if (res.headersSent || res.writableEnded || res.destroyed) {
+    // Too late for a clean answer; a truncated response is better than one that hangs.
+    if (!res.writableEnded && !res.destroyed) res.destroy();
+    return;
+  }
+  const body = typeof payload === 'string' ? payload : JSON.stringify(payload);
+  for (const name of res.getHeaderNames()) res.removeHeader(name);
+  res.writeHead(status, Object.assign({
+    'content-type': 'application/json',
+    'content-length': Buffer.byteLength(body),
+    'x-wt-response-source': source,
+  }, extraHeaders));
+  res.end(body);
+}
+
+// {code, error, details, name, message, stack} as webtask produced it; a string error carries only details.
+function errorBody(status, error, err) {
+  const body = { code: status, error, details: safeString(err) };
+  if (err !== null && (typeof err === 'object' || typeof err === 'function')) {
+    for (const field of ['name', 'message', 'stack']) {
+      let value;
+      try {
+        value = err[field];
+      } catch (e) {
+        continue;
+      }
+      if (value !== undefined && value !== null) body[field] = typeof value === 'string' ? value : safeString(value);
+    }
+  }
+  return body;
+}
+
+function errorMessage(err) {
+  try {
+    if (err !== null && typeof err === 'object' && typeof err.message === 'string') return err.message;
+  } catch (e) {
+    // fall through
+  }
+  return safeString(err);
+}
+
+function safeString(value) {
+  try {
+    return String(value);
+  } catch (err) {
+    return Object.prototype.toString.call(value);
+  }
+}
+
+function isPlainObject(value) {
+  return value !== null && typeof value === 'object' && !Array.isArray(value);
+}
+
+// One line (plus a stack) on stderr; stdout belongs to the functions' console.log.
+function log(message, err) {
+  let text = '[wharf-runner] ' + message;
+  if (arguments.length > 1) {
+    let detail;
+    try {
+      detail = err && typeof err.stack === 'string' ? err.stack : safeString(err);
+    } catch (e) {
+      detail = safeString(err);
+    }
+    text += ': ' + detail;
+  }
+  try {
+    process.stderr.write(text + '\n');
+  } catch (e) {
+    // stderr is gone; nothing left to tell.
+  }
+}
+
+function parsePort(value, fallback) {
+  if (value === undefined || value === '') return fallback;
+  const port = Number(value);
+  if (!Number.isInteger(port) || port < 0 || port > 65535) {
+    log('invalid WHARF_PORT ' + JSON.stringify(value));
+    process.exit(2);
+  }
+  return port;
+}
+
+// ---------------------------------------------------------------------------------------------------------------------
+// Crashes and shutdown
+
+// An uncaught exception or unhandled rejection leaves the shared process in an unknown state and cannot be traced
+// to one request: answer every in-flight request, then exit so the host replaces the container.
+function onFatal(err, origin) {
+  log('unhandled asynchronous exception (' + origin + ')', err);
+  if (crashing) return;
+  crashing = true;
+
+  setTimeout(() => process.exit(CRASH_EXIT_CODE), CRASH_HARD_DEADLINE_MS);
+  let body;
+  try {
+    body = errorBody(500, MSG.asyncThrow, err);
+  } catch (e) {
+    body = { code: 500, error: MSG.asyncThrow };
+  }
+
+  try {
+    server.close();
+  } catch (e) {
+    // already closed
+  }
+
+  const responses = [];
+  for (const inv of inflight) {
+    const res = inv.res;
+    inv.answered = true;
+    try {
+      sendJSON(res, 500, 'webtask', body, { connection: 'close' });
+    } catch (e) {
+      res.destroy();
+    }
+    if (!res.writableFinished && !res.destroyed) {
+      responses.push(new Promise((resolve) => {
+        res.once('finish', resolve);
+        res.once('close', resolve);
+      }));
+    }
+  }
+
+  Promise.all(responses).then(() => {
+    // Let the kernel deliver what was written before the process (and its sockets) go away.
+    try {
+      server.closeIdleConnections();
+    } catch (e) {
+      // older node
+    }
+    const waitSockets = () => {
+      if (sockets.size === 0) return process.exit(CRASH_EXIT_CODE);
+      setTimeout(waitSockets, 10);
+    };
+    setTimeout(() => process.exit(CRASH_EXIT_CODE), CRASH_SOCKET_GRACE_MS);
+    waitSockets();
+  }).catch(() => process.exit(CRASH_EXIT_CODE));
+}
+
+function onSignal(signal) {
+  if (stopping || crashing) return;
+  stopping = true;
+  log('received ' + signal + ', stopping after ' + inflight.size + ' in-flight request(s)');
+  server.close();
+  if (inflight.size === 0) process.exit(0);
+}
+
+// ---------------------------------------------------------------------------------------------------------------------
+// Server
+
+const sockets = new Set();
+
+const server = http.createServer({
+  keepAlive: true,
+  maxHeaderSize: MAX_HEADER_SIZE,
+  headersTimeout: HEADERS_TIMEOUT_MS,
+  requestTimeout: REQUEST_TIMEOUT_MS,
+}, handleRequest);
+// Outlasts the usual 60 s proxy idle timeout: the host's pool should drop idle connections before the runner does,
+// so a request is never sent on a connection the runner is closing.
+server.keepAliveTimeout = KEEP_ALIVE_TIMEOUT_MS;
+
+server.on('connection', (socket) => {
+  sockets.add(socket);
+  socket.once('close', () => sockets.delete(socket));
+});
+
+// Malformed requests never reach handleRequest; still answer them in the runner's JSON shape.
+server.on('clientError', (err, socket) => {
+  if (!socket.writable || (err && err.code === 'ECONNRESET')) return socket.destroy();
+  let status = 400;
+  if (err && err.code === 'HPE_HEADER_OVERFLOW') status = 431;
+  else if (err && err.code === 'ERR_HTTP_REQUEST_TIMEOUT') status = 408;
+  const body = JSON.stringify({ code: status, error: http.STATUS_CODES[status] + '.' });
+  socket.end('HTTP/1.1 ' + status + ' ' + http.STATUS_CODES[status] + '\r\n' +
+    'content-type: application/json\r\n' +
+    'content-length: ' + Buffer.byteLength(body) + '\r\n' +
+    'x-wt-response-source: proxy\r\n' +
+    'connection: close\r\n\r\n' + body);
+});
+
+server.on('error', (err) => {
+  log('server error', err);
+  process.exit(1);
+});
+
+process.on('uncaughtException', (err, origin) => onFatal(err, origin || 'uncaughtException'));
+process.on('unhandledRejection', (reason) => onFatal(reason, 'unhandledRejection'));
+process.on('SIGTERM', () => onSignal('SIGTERM'));
+process.on('SIGINT', () => onSignal('SIGINT'));
+
+server.listen(PORT, HOST, () => {
+  const address = server.address();
+  log('listening on ' + address.address + ':' + address.port + ', functions in ' + FUNCTIONS_DIR);
+});
