@@ -169,3 +169,15 @@ func (c *Catalog) InvalidateTenant(tenant string) {
 	}
 	c.mu.Unlock()
 }
+
+// Prefetch loads a function into the cache in the background (after a deploy,
+// so that the function's first request does not wait for the store).
+func (c *Catalog) Prefetch(tenant, name string) {
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), loadTimeout)
+		defer cancel()
+		if _, err := c.Get(ctx, tenant, name); err != nil && !errors.Is(err, ErrNotFound) {
+			c.log.Debug("prefetch failed", "tenant", tenant, "function", name, "err", err)
+		}
+	}()
+}

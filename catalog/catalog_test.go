@@ -8,6 +8,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/wharfhq/wharf/store"
 )
@@ -157,5 +158,37 @@ func TestConcurrentMissesShareOneRead(t *testing.T) {
 	wg.Wait()
 	if n := src.reads.Load(); n != 1 {
 		t.Fatalf("%d reads for 20 concurrent misses", n)
+	}
+}
+
+// Invariant: a prefetch after a change fills the cache with the new version.
+func TestPrefetch(t *testing.T) {
+	c, src := newCat()
+	src.set("acme", "f", 1)
+	_, _ = c.Get(context.Background(), "acme", "f")
+	src.set("acme", "f", 2)
+	c.Invalidate("acme", "f")
+	c.Prefetch("acme", "f")
+	for i := 0; src.reads.Load() < 2; i++ {
+		if i > 5000 {
+			t.Fatal("prefetch never read the source")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	for i := 0; ; i++ {
+		c.mu.RLock()
+		e, ok := c.entries[key("acme", "f")]
+		c.mu.RUnlock()
+		if ok && e.fn.Version == 2 {
+			break
+		}
+		if i > 5000 {
+			t.Fatal("prefetched version not cached")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	reads := src.reads.Load()
+	if fn, _ := c.Get(context.Background(), "acme", "f"); fn.Version != 2 || src.reads.Load() != reads {
+		t.Fatal("Get after prefetch read the source again")
 	}
 }

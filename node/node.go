@@ -283,7 +283,10 @@ func (n *Node) watchEvents(ctx context.Context) {
 
 type hooks struct{ n *Node }
 
-func (h hooks) FunctionChanged(tenant, name string) { h.n.catalog.Invalidate(tenant, name) }
+func (h hooks) FunctionChanged(tenant, name string) {
+	h.n.catalog.Invalidate(tenant, name)
+	h.n.catalog.Prefetch(tenant, name)
+}
 
 func (h hooks) TenantDeleted(tenant string) {
 	h.n.catalog.InvalidateTenant(tenant)

@@ -1765,3 +1765,21 @@ func TestKeepAlive(t *testing.T) {
 		t.Errorf("connection reused %d times, want 2", reused)
 	}
 }
+
+// Invariant: the start-up warm-up leaves nothing behind: it has finished when
+// the ready probe first says yes, and its functions are unreachable after it.
+func TestWarmUpLeavesNothingBehind(t *testing.T) {
+	t.Parallel()
+	r := startRunner(t) // returns once the ready probe answered 200
+	r.stderr.waitFor(t, "warmed up in", 5*time.Second)
+	for _, name := range []string{"one", "two", "three"} {
+		rep := r.do(t, call{method: "POST", fn: name, version: "1", path: "/api/run/wharf/" + name, body: "{}"})
+		rep.expect(t, 500, "proxy")
+		if !strings.Contains(string(rep.body), "not provisioned") {
+			t.Fatalf("warm-up function %s still reachable: %s", name, rep.body)
+		}
+	}
+	// The real tree is served after the warm-up.
+	r.deploy(t, "one", 1, `module.exports = cb => cb(null, "tenant code")`)
+	r.do(t, call{method: "GET", fn: "one", version: "1", path: "/api/run/acme/one"}).expect(t, 200, "webtask")
+}
