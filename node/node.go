@@ -201,6 +201,7 @@ func (n *Node) startContainers(ctx context.Context) error {
 		return err
 	}
 	n.onStop(func(ctx context.Context) {
+		n.sweep(ctx)
 		if err := n.eng.RemoveNetwork(ctx, n.network); err != nil {
 			n.log.Warn("remove network", "err", err)
 		}
@@ -276,6 +277,21 @@ func (n *Node) watchEvents(ctx context.Context) {
 			return
 		}
 		backoff = min(backoff*2, 5*time.Second)
+	}
+}
+
+// sweep removes whatever container of this node is still there at shutdown,
+// e.g. one whose creation was cancelled but completed inside the engine.
+func (n *Node) sweep(ctx context.Context) {
+	list, err := n.eng.ListContainers(ctx, map[string]string{engine.LabelNode: n.id})
+	if err != nil {
+		n.log.Warn("sweep containers", "err", err)
+		return
+	}
+	for _, c := range list {
+		if err := n.eng.RemoveContainer(ctx, c.ID); err != nil {
+			n.log.Warn("sweep container", "container", c.Name, "err", err)
+		}
 	}
 }
 

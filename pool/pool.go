@@ -329,8 +329,14 @@ func (p *Pool) Drain(ctx context.Context) {
 func (p *Pool) Discard(ctx context.Context, c *Container) { p.discard(ctx, c) }
 
 func (p *Pool) discard(ctx context.Context, c *Container) {
-	if c.ID != "" {
-		if err := p.eng.RemoveContainer(ctx, c.ID); err != nil {
+	// Without an id (the create call failed or was cancelled) the engine may
+	// still have created it: remove by name, which Docker accepts too.
+	ref := c.ID
+	if ref == "" {
+		ref = c.Name
+	}
+	if ref != "" {
+		if err := p.eng.RemoveContainer(ctx, ref); err != nil {
 			p.log.Warn("remove container", "container", c.Name, "err", err)
 		}
 	}

@@ -287,3 +287,24 @@ func TestSpecIsHardened(t *testing.T) {
 		t.Fatal("pooled container must not carry a tenant label")
 	}
 }
+
+// Invariant: a creation that fails on our side but completed in the engine
+// (a cancelled request) leaves no container behind.
+func TestCreationFailedAfterEngineCreatedIt(t *testing.T) {
+	f := enginetest.New()
+	f.CreateThenFail = errors.New("context canceled")
+	cfg := testConfig(t, 1)
+	p, err := New(cfg, f, quiet())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { p.Run(ctx); close(done) }()
+	eventually(t, "a failed creation", func() bool { return p.Stats().Failures >= 1 })
+	cancel()
+	<-done
+	if live := f.Live(); len(live) != 0 {
+		t.Fatalf("%d containers left behind", len(live))
+	}
+}

@@ -23,6 +23,9 @@ type Fake struct {
 
 	// FailCreate, when set, is returned by CreateContainer.
 	FailCreate error
+	// CreateThenFail makes CreateContainer create the container and still
+	// return this error, as when a cancelled request completes in the engine.
+	CreateThenFail error
 	// CreateDelay is slept by CreateContainer (honouring ctx).
 	CreateDelay time.Duration
 	// Calls counts calls by method name.
@@ -79,6 +82,9 @@ func (f *Fake) CreateContainer(ctx context.Context, s engine.ContainerSpec) (str
 	f.containers[id] = &FakeContainer{Spec: s, Info: engine.ContainerInfo{
 		ID: id, Name: s.Name, Labels: s.Labels, Created: time.Now(),
 	}}
+	if f.CreateThenFail != nil {
+		return "", f.CreateThenFail
+	}
 	return id, nil
 }
 
@@ -127,9 +133,11 @@ func (f *Fake) RemoveContainer(_ context.Context, id string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.call("RemoveContainer")
-	if c, ok := f.containers[id]; ok {
-		c.Removed = true
-		c.Info.Running = false
+	for cid, c := range f.containers {
+		if cid == id || c.Info.Name == id { // Docker accepts an id or a name
+			c.Removed = true
+			c.Info.Running = false
+		}
 	}
 	return nil
 }

@@ -249,7 +249,9 @@ func CleanupNode(t testing.TB, n *Node) {
 		return
 	}
 	t.Cleanup(func() {
-		n.Kill()
+		// A graceful stop waits for container creations under way; a kill
+		// could leave one that Docker finishes after the listing below.
+		_ = n.Stop(30 * time.Second)
 		if t.Failed() {
 			t.Logf("wharf serve log (%s):\n%s", n.NodeID, tail(n.Stderr(), 60))
 		}
@@ -262,20 +264,34 @@ func CleanupNode(t testing.TB, n *Node) {
 	})
 }
 
-// RemoveNodeObjects force-removes every container and the network of a node id.
+// RemoveNodeObjects force-removes every container and the network of a node
+// id. It repeats until two listings a moment apart are empty, because a create
+// request sent just before the node died can still complete afterwards.
 func RemoveNodeObjects(ctx context.Context, nodeID string) error {
 	eng, err := engine.NewDocker()
 	if err != nil {
 		return err
 	}
 	defer eng.Close()
-	list, err := eng.ListContainers(ctx, map[string]string{engine.LabelNode: nodeID})
-	if err != nil {
-		return err
-	}
-	for _, c := range list {
-		if err := eng.RemoveContainer(ctx, c.ID); err != nil {
+	for empty := 0; empty < 2; {
+		list, err := eng.ListContainers(ctx, map[string]string{engine.LabelNode: nodeID})
+		if err != nil {
 			return err
+		}
+		if len(list) == 0 {
+			empty++
+		} else {
+			empty = 0
+		}
+		for _, c := range list {
+			if err := eng.RemoveContainer(ctx, c.ID); err != nil {
+				return err
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(300 * time.Millisecond):
 		}
 	}
 	return eng.RemoveNetwork(ctx, "wharf-"+nodeID)
