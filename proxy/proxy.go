@@ -4,6 +4,8 @@ package proxy
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -41,6 +43,7 @@ type Config struct {
 	ClaimTimeout     time.Duration // how long a request waits for a container (then 503)
 	DefaultTimeoutMS int           // function timeout when a function sets none
 	MaxBodyBytes     int64         // request body limit
+	RunnerPort       int           // the runner's port in every container (default pool.RunnerPort)
 }
 
 // Proxy routes invocations to containers.
@@ -87,6 +90,9 @@ func New(cfg Config, fns Functions, ctr Containers, logger *slog.Logger) *Proxy 
 	}
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = 6 << 20
+	}
+	if cfg.RunnerPort <= 0 {
+		cfg.RunnerPort = pool.RunnerPort
 	}
 	tr := &http.Transport{
 		DialContext:         (&net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
@@ -162,7 +168,7 @@ func (p *Proxy) route(c echo.Context) error {
 	cl := &call{a: a, fn: fn, timeout: ctx, ms: timeoutMS}
 	out := req.Clone(context.WithValue(ctx, ctxKey{}, cl))
 	out.URL.Scheme = "http"
-	out.URL.Host = net.JoinHostPort(a.C.IP, strconv.Itoa(pool.RunnerPort))
+	out.URL.Host = net.JoinHostPort(a.C.IP, strconv.Itoa(p.cfg.RunnerPort))
 	// The runner sees webtask's url_format 1 path, whichever alias was used.
 	out.URL.Path = "/api/run/" + tenant + "/" + name + restOf(c.Param("*"))
 	out.URL.RawPath = ""
@@ -174,12 +180,23 @@ func (p *Proxy) route(c echo.Context) error {
 	}
 	out.Header.Set(hdrFunction, name)
 	out.Header.Set(hdrVersion, strconv.Itoa(fn.Version))
-	out.Header.Set(hdrRequestID, w.Header().Get(echo.HeaderXRequestID))
+	rid := w.Header().Get(echo.HeaderXRequestID)
+	if rid == "" { // normally set by the request-id middleware
+		rid = newRequestID()
+		w.Header().Set(echo.HeaderXRequestID, rid)
+	}
+	out.Header.Set(hdrRequestID, rid)
 	if req.Body != nil && req.Body != http.NoBody {
 		out.Body = http.MaxBytesReader(w, req.Body, p.cfg.MaxBodyBytes)
 	}
 	p.rp.ServeHTTP(w, out)
 	return cl.err
+}
+
+func newRequestID() string {
+	b := make([]byte, 12)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
 }
 
 func restOf(rest string) string {

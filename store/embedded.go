@@ -94,7 +94,7 @@ func StartEmbedded(ctx context.Context, dataDir, listenAddr string, logger *slog
 		}
 	}()
 	// The listener is bound by New, so the URI is known already.
-	e.uri = f.MongoDBURI()
+	e.uri = localURI(f.MongoDBURI())
 	if err := e.waitAccepting(ctx); err != nil {
 		e.Close()
 		return nil, err
@@ -113,6 +113,23 @@ func probeListen(addr string) (string, error) {
 		return "", fmt.Errorf("store: embedded: cannot listen on %s: %w", addr, err)
 	}
 	return bound, nil
+}
+
+// localURI rewrites a URI whose host is a wildcard address (listening on all
+// interfaces) to one this process can dial: the IPv4 loopback.
+func localURI(uri string) string {
+	u, err := url.Parse(uri)
+	if err != nil {
+		return uri
+	}
+	host, port, err := net.SplitHostPort(u.Host)
+	if err != nil {
+		return uri
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+		u.Host = net.JoinHostPort("127.0.0.1", port)
+	}
+	return u.String()
 }
 
 // waitAccepting returns once a TCP connection to the server succeeds.

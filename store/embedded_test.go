@@ -253,3 +253,30 @@ func TestEmbeddedBusyAddress(t *testing.T) {
 	runtime.GC()
 	startEmbedded(t, dir) // the lock was released
 }
+
+func TestEmbeddedWildcardAddress(t *testing.T) {
+	e, err := StartEmbedded(testCtx(t), t.TempDir(), "0.0.0.0:0", testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.Close)
+	if !strings.HasPrefix(e.URI(), "mongodb://127.0.0.1:") {
+		t.Fatalf("URI %q is not dialable locally", e.URI())
+	}
+	s := connect(t, e.URI(), Options{})
+	if err := s.Ping(testCtx(t)); err != nil {
+		t.Fatal(err)
+	}
+	for in, want := range map[string]string{
+		"mongodb://[::]:27017/":      "mongodb://127.0.0.1:27017/",
+		"mongodb://0.0.0.0:1/":       "mongodb://127.0.0.1:1/",
+		"mongodb://10.0.0.1:27017/":  "mongodb://10.0.0.1:27017/",
+		"mongodb://127.0.0.1:27017/": "mongodb://127.0.0.1:27017/",
+		"mongodb://[::1]:27017/":     "mongodb://[::1]:27017/",
+		"mongodb://no-port/":         "mongodb://no-port/",
+	} {
+		if got := localURI(in); got != want {
+			t.Errorf("localURI(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

@@ -28,8 +28,11 @@ func (s *Store) forgetHead(tenant, name string) { s.heads.Delete(headKey(tenant,
 // head returns the highest version of a function, or nil when there is none.
 // Unless full is set only its number, tombstone flag and tenant UID are loaded.
 //
-// FerretDB answers a filter on _id alone from an index, and anything else with
-// a full scan of the collection, which holds every version of every function.
+// FerretDB scans a whole collection for every query, and this one holds every
+// version of every function. A filter on _id alone is at least evaluated
+// inside SQLite (about 10x cheaper than any other filter, which FerretDB
+// evaluates after decoding every document: measured 23 ms against 254 ms on
+// 5,000 versions), so the head is found with _id lookups only.
 // Versions of a function are contiguous (version v is inserted only after v-1
 // was read, and versions are deleted only with their tenant), so the head is
 // found by probing _ids: from a version known to exist it gallops forward, then

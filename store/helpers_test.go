@@ -17,8 +17,12 @@ func testLogger(t *testing.T) *slog.Logger {
 	return slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
 
-func testCtx(t *testing.T) context.Context {
-	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+func testCtx(t *testing.T) context.Context { return testCtxFor(t, 60*time.Second) }
+
+// testCtxFor bounds a test that does a lot of store work: under -race the
+// embedded server runs instrumented in this process, on a possibly busy machine.
+func testCtxFor(t *testing.T, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(t.Context(), d)
 	t.Cleanup(cancel)
 	return ctx
 }

@@ -13,7 +13,7 @@ import (
 
 // Index layout. The unique indexes carry correctness (FerretDB enforces them
 // atomically across connections); the others only help MongoDB, since FerretDB
-// scans collections whatever the filter.
+// scans collections whatever the filter (see head).
 //
 //	tenants            _id = tenant name
 //	tokens             _id = random id; unique {hash}; {tenant}

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"sync"
 	"testing"
+	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 )
@@ -32,7 +33,7 @@ func testPutFunctionRace(t *testing.T, localLocks bool, puts int) {
 			s.locks = nil
 		}
 	}
-	ctx := testCtx(t)
+	ctx := testCtxFor(t, 4*time.Minute)
 	mustTenant(t, stores[0], "acme")
 
 	const writers = 16
