@@ -34,7 +34,13 @@ type Config struct {
 	// Containers
 	Image            string // "" builds the FROM-scratch runtime image
 	PoolSize         int
+	PoolMax          int
+	PoolTTL          time.Duration
 	PoolParallel     int
+	MaxColdWaiters   int
+	MaxContainers    int // 0: derived from memory
+	IdleTimeout      time.Duration
+	MaxLifetime      time.Duration
 	ContainerMemory  ByteSize
 	ContainerCPUs    float64
 	ContainerPids    int64
@@ -49,6 +55,11 @@ type Config struct {
 	MaxTimeout      time.Duration
 	MaxBody         ByteSize
 	MaxCode         ByteSize
+
+	// Observability
+	MetricsTenantLabel bool
+
+	ConfigFile string
 }
 
 // ByteSize is a size flag accepting "128m", "1g", "4096".
@@ -86,6 +97,7 @@ func FlagSet(cmd string, c *Config, out io.Writer) *flag.FlagSet {
 	}
 	size := func(p *ByteSize, name string, def int64, usage string) { *p = ByteSize(def); fs.Var(p, name, usage) }
 
+	str(&c.ConfigFile, "config", "", "YAML file of settings named like the flags (flags and WHARF_* variables win)")
 	str(&c.DataDir, "data-dir", "./wharf-data", "directory for the embedded store, node id, keys and container files")
 	str(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
 	str(&c.LogFormat, "log-format", "auto", "json, text, or auto (text on a terminal)")
@@ -101,8 +113,15 @@ func FlagSet(cmd string, c *Config, out io.Writer) *flag.FlagSet {
 		str(&c.SecretsKey, "secrets-key", "", "key sealing function secrets (64 hex chars); default: generated into the data dir")
 		str(&c.AdminToken, "admin-token", "", "admin API token; empty: generate one on first start and print it once")
 		str(&c.Image, "image", "", "runtime image to run; empty builds the FROM-scratch image from this host's node")
-		fs.IntVar(&c.PoolSize, "pool-size", 4, "pre-warmed containers kept ready")
+		fs.IntVar(&c.PoolSize, "pool-size", 4, "pre-warmed containers kept ready (the pool's minimum)")
+		fs.IntVar(&c.PoolMax, "pool-max", 16, "pre-warmed containers at most while cold starts are frequent; <= --pool-size keeps the pool fixed")
+		dur(&c.PoolTTL, "pool-ttl", 2*time.Minute, "how long a cold start counts as demand that grows the pool")
 		fs.IntVar(&c.PoolParallel, "pool-parallel", 2, "containers created at once while refilling")
+		fs.IntVar(&c.MaxColdWaiters, "max-cold-waiters", 128, "cold starts that may wait for a container at once; beyond: 503")
+		fs.IntVar(&c.MaxContainers, "max-containers", 0, "tenant containers on this node; 0 derives it from memory (80% of RAM / --container-memory)")
+		dur(&c.IdleTimeout, "idle-timeout", 15*time.Minute, "a tenant idle this long loses its container (0: never)")
+		dur(&c.MaxLifetime, "max-lifetime", 24*time.Hour, "a container retires after this long and is replaced on the next request (0: never)")
+		fs.BoolVar(&c.MetricsTenantLabel, "metrics-tenant-label", false, "label request metrics with the tenant (small installations only: one series per tenant)")
 		size(&c.ContainerMemory, "container-memory", 128<<20, "memory limit per container (no swap)")
 		fs.Float64Var(&c.ContainerCPUs, "container-cpus", 0.5, "CPU quota per container, in CPUs")
 		fs.Int64Var(&c.ContainerPids, "container-pids", 64, "process limit per container")
@@ -120,11 +139,16 @@ func FlagSet(cmd string, c *Config, out io.Writer) *flag.FlagSet {
 	return fs
 }
 
-// Load reads cmd's configuration from args, with getenv supplying defaults:
-// a flag given on the command line wins over its environment variable.
+// Load reads cmd's configuration: defaults, then the optional --config file,
+// then WHARF_* variables, then flags; each later source wins.
 func Load(cmd string, args []string, getenv func(string) string, out io.Writer) (Config, error) {
 	var c Config
 	fs := FlagSet(cmd, &c, out)
+	if path := configFileArg(args, getenv); path != "" {
+		if err := applyFile(fs, path); err != nil {
+			return c, err
+		}
+	}
 	var envErr error
 	fs.VisitAll(func(f *flag.Flag) {
 		if v := getenv(EnvName(f.Name)); v != "" && envErr == nil {
@@ -177,6 +201,18 @@ func (c Config) Validate(cmd string) error {
 		if c.PoolSize < 0 || c.PoolSize > 1000 {
 			bad("--pool-size %d must be between 0 and 1000", c.PoolSize)
 		}
+		if c.PoolMax < 0 || c.PoolMax > 1000 {
+			bad("--pool-max %d must be between 0 and 1000", c.PoolMax)
+		}
+		if c.MaxColdWaiters < 1 {
+			bad("--max-cold-waiters %d must be at least 1", c.MaxColdWaiters)
+		}
+		if c.MaxContainers < 0 {
+			bad("--max-containers %d must not be negative", c.MaxContainers)
+		}
+		if c.IdleTimeout < 0 || c.MaxLifetime < 0 {
+			bad("--idle-timeout and --max-lifetime must not be negative")
+		}
 		if c.PoolParallel < 1 || c.PoolParallel > 64 {
 			bad("--pool-parallel %d must be between 1 and 64", c.PoolParallel)
 		}
@@ -192,7 +228,7 @@ func (c Config) Validate(cmd string) error {
 		if c.ContainerNoFile < 64 {
 			bad("--container-nofile %d must be at least 64", c.ContainerNoFile)
 		}
-		for name, d := range map[string]time.Duration{"--shutdown-timeout": c.ShutdownTimeout, "--claim-timeout": c.ClaimTimeout,
+		for name, d := range map[string]time.Duration{"--shutdown-timeout": c.ShutdownTimeout, "--claim-timeout": c.ClaimTimeout, "--pool-ttl": c.PoolTTL,
 			"--function-timeout": c.FunctionTimeout, "--max-function-timeout": c.MaxTimeout, "--container-ready-timeout": c.ContainerReady} {
 			if d <= 0 {
 				bad("%s must be positive", name)
@@ -219,3 +255,16 @@ func (c Config) MaxTimeoutMS() int { return int(c.MaxTimeout / time.Millisecond)
 
 // NanoCPUs is the CPU quota in Docker's units.
 func (c Config) NanoCPUs() int64 { return int64(c.ContainerCPUs * 1e9) }
+
+// EffectiveMaxContainers is --max-containers, or when 0, what fits in 80% of
+// memTotal at --container-memory each, less the largest pool; at least 1.
+func (c Config) EffectiveMaxContainers(memTotal int64) int {
+	if c.MaxContainers > 0 {
+		return c.MaxContainers
+	}
+	if c.ContainerMemory <= 0 || memTotal <= 0 {
+		return 1
+	}
+	n := int(memTotal*8/10/int64(c.ContainerMemory)) - max(c.PoolSize, c.PoolMax)
+	return max(n, 1)
+}

@@ -2,6 +2,7 @@ package config
 
 import (
 	"io"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -78,5 +79,70 @@ func TestStoreCommandFlags(t *testing.T) {
 	}
 	if c.ShutdownTimeout != 0 || time.Duration(0) != c.ClaimTimeout {
 		t.Fatal("store command must not carry serve's settings")
+	}
+}
+
+// Invariant: a config file sits beneath env and flags, and a bad file fails
+// with the file and key named, changing nothing.
+func TestConfigFile(t *testing.T) {
+	dir := t.TempDir()
+	path := dir + "/wharf.yaml"
+	write := func(s string) {
+		if err := os.WriteFile(path, []byte(s), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("pool-size: 9\nlisten: 127.0.0.1:7000\nidle-timeout: 5m\ncontainer-memory: 256m\nmetrics-tenant-label: true\n")
+	c, err := Load(CmdServe, []string{"--config", path, "--listen", "127.0.0.1:7001"},
+		env(map[string]string{"WHARF_IDLE_TIMEOUT": "7m"}), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.PoolSize != 9 || c.ContainerMemory != 256<<20 || !c.MetricsTenantLabel {
+		t.Fatalf("file values not applied: %+v", c)
+	}
+	if c.Listen != "127.0.0.1:7001" || c.IdleTimeout != 7*time.Minute {
+		t.Fatalf("flag/env must win over the file: listen %s idle %v", c.Listen, c.IdleTimeout)
+	}
+	// WHARF_CONFIG names the file too.
+	c, err = Load(CmdServe, nil, env(map[string]string{"WHARF_CONFIG": path}), io.Discard)
+	if err != nil || c.PoolSize != 9 {
+		t.Fatalf("WHARF_CONFIG: %v %+v", err, c.PoolSize)
+	}
+	for _, bad := range []struct{ body, want string }{
+		{"pool-sise: 3\n", `unknown setting "pool-sise"`},
+		{"pool-size: many\n", "pool-size"},
+		{"pool-size: [1, 2\n", "wharf.yaml"},
+		{"listen:\n", "has no value"},
+	} {
+		write(bad.body)
+		if _, err := Load(CmdServe, []string{"--config", path}, env(nil), io.Discard); err == nil || !strings.Contains(err.Error(), bad.want) {
+			t.Fatalf("file %q: err %v, want it to mention %q", bad.body, err, bad.want)
+		}
+	}
+	if _, err := Load(CmdServe, []string{"--config", dir + "/missing.yaml"}, env(nil), io.Discard); err == nil {
+		t.Fatal("a missing config file must be an error")
+	}
+}
+
+func TestEffectiveMaxContainers(t *testing.T) {
+	base := Config{ContainerMemory: 128 << 20, PoolSize: 4, PoolMax: 16}
+	cases := []struct {
+		name string
+		c    Config
+		mem  int64
+		want int
+	}{
+		{"explicit wins", Config{MaxContainers: 7, ContainerMemory: 128 << 20}, 24 << 30, 7},
+		{"24 GiB at 128 MiB less the pool", base, 24 << 30, 24<<30*8/10/(128<<20) - 16},
+		{"tiny machine still gets one", base, 256 << 20, 1},
+		{"unknown memory", base, 0, 1},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if got := c.c.EffectiveMaxContainers(c.mem); got != c.want {
+				t.Fatalf("got %d, want %d", got, c.want)
+			}
+		})
 	}
 }

@@ -32,6 +32,8 @@ type Config struct {
 	ColdStartTimeout time.Duration
 	// Probe checks a runner after a timeout; default pool.HTTPProbe.
 	Probe func(ctx context.Context, ip string) error
+	// Limits bound the node's tenant containers (capacity, idle, lifetime).
+	Limits Limits
 }
 
 // Assignment is a tenant's container.
@@ -42,8 +44,13 @@ type Assignment struct {
 
 	mu          sync.RWMutex
 	provisioned map[string]bool // "name@version" written into the app dir
-	gone        atomic.Bool
-	lastUsed    atomic.Int64 // unix nanoseconds
+	gone        atomic.Bool     // unmapped: no new request may hold it
+
+	// Guarded by Handler.mu: a request holds the assignment from Acquire to
+	// Release, and eviction only takes assignments nobody holds.
+	inflight  int
+	lastUsed  time.Time
+	discarded bool // its container removal has been started
 }
 
 // Gone reports whether the assignment was dropped (its container is removed).
@@ -60,9 +67,10 @@ type Handler struct {
 	byID     map[string]*Assignment
 	closed   bool
 	sf       singleflight.Group
-	wg       sync.WaitGroup // background discards and probes
+	bg       tracker // background discards and probes
 
 	coldStarts atomic.Int64
+	evictions  map[string]*atomic.Int64 // by reason; keys fixed at New
 }
 
 // New returns a handler drawing containers from p.
@@ -73,62 +81,112 @@ func New(p Pool, cfg Config, logger *slog.Logger) *Handler {
 	if cfg.Probe == nil {
 		cfg.Probe = pool.HTTPProbe
 	}
-	return &Handler{pool: p, cfg: cfg, log: logger.With("component", "handler"),
-		byTenant: map[string]*Assignment{}, byID: map[string]*Assignment{}}
+	h := &Handler{pool: p, cfg: cfg, log: logger.With("component", "handler"),
+		byTenant: map[string]*Assignment{}, byID: map[string]*Assignment{},
+		evictions: map[string]*atomic.Int64{}}
+	for _, r := range []string{ReasonIdle, ReasonCapacity, ReasonLifetime, ReasonDied, ReasonFailed, ReasonTenant, ReasonShutdown} {
+		h.evictions[r] = &atomic.Int64{}
+	}
+	return h
 }
+
+// ErrCapacity is returned when the node holds its maximum of tenant
+// containers and every one of them is serving a request.
+var ErrCapacity = errors.New("handler: node at capacity")
 
 // ErrClosed is returned once the handler is shutting down.
 var ErrClosed = errors.New("handler: node is shutting down")
 
-func (h *Handler) current(tenant string) *Assignment {
+// current returns tenant's live assignment, held for one request when hold is set.
+func (h *Handler) current(tenant string, hold bool) *Assignment {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if a := h.byTenant[tenant]; a != nil && !a.gone.Load() {
+		if hold {
+			a.inflight++
+			a.lastUsed = time.Now()
+		}
 		return a
 	}
 	return nil
 }
 
-// Acquire returns tenant's container, claiming one from the pool on the
-// tenant's first request. Concurrent first requests share one claim; each
+// hold takes a hold on a for one request unless it was unmapped meanwhile.
+func (h *Handler) hold(a *Assignment) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if a.gone.Load() {
+		return false
+	}
+	a.inflight++
+	a.lastUsed = time.Now()
+	return true
+}
+
+// Release ends a request's hold on a. A container unmapped while it was
+// serving (retired) is removed once its last request ends.
+func (h *Handler) Release(a *Assignment) {
+	h.mu.Lock()
+	a.inflight--
+	a.lastUsed = time.Now()
+	discard := a.gone.Load() && a.inflight == 0 && !a.discarded
+	if discard {
+		a.discarded = true
+	}
+	h.mu.Unlock()
+	if discard {
+		h.discardAsync(a)
+	}
+}
+
+// Acquire returns tenant's container, held for one request: the caller must
+// Release it when the request ends. On the tenant's first request it claims a
+// container from the pool. Concurrent first requests share one claim; each
 // waiter gives up on its own ctx, while the claim itself runs detached with
 // its own deadline, so a claim finished after its first waiter left still
 // serves the next request.
 func (h *Handler) Acquire(ctx context.Context, tenant string) (a *Assignment, cold bool, err error) {
-	if a := h.current(tenant); a != nil {
-		a.lastUsed.Store(time.Now().UnixNano())
-		return a, false, nil
-	}
-	ch := h.sf.DoChan(tenant, func() (any, error) { return h.claim(tenant) })
-	select {
-	case r := <-ch:
-		if r.Err != nil {
-			if errors.Is(r.Err, pool.ErrEmpty) {
-				return nil, true, errs.Unavailable("no_container", 1, r.Err, "No container is available to run this function right now; retry shortly.")
-			}
-			if errors.Is(r.Err, ErrClosed) {
-				return nil, true, errs.Unavailable("shutting_down", 5, r.Err, "This node is shutting down; retry shortly.")
-			}
-			return nil, true, fmt.Errorf("claim container for %s: %w", tenant, r.Err)
+	for {
+		if a := h.current(tenant, true); a != nil {
+			return a, false, nil
 		}
-		a := r.Val.(*Assignment)
-		a.lastUsed.Store(time.Now().UnixNano())
-		return a, true, nil
-	case <-ctx.Done():
-		return nil, true, errs.Unavailable("no_container", 1, ctx.Err(), "No container could be had in time; retry shortly.")
+		ch := h.sf.DoChan(tenant, func() (any, error) { return h.claim(tenant) })
+		select {
+		case r := <-ch:
+			if r.Err != nil {
+				return nil, true, claimError(tenant, r.Err)
+			}
+			a := r.Val.(*Assignment)
+			if h.hold(a) {
+				return a, true, nil
+			}
+			// Unmapped between the claim and our hold (it died at once):
+			// claim again, within this request's deadline.
+		case <-ctx.Done():
+			return nil, true, errs.Unavailable("no_container", 1, ctx.Err(), "No container could be had in time; retry shortly.")
+		}
 	}
+}
+
+func claimError(tenant string, err error) error {
+	switch {
+	case errors.Is(err, pool.ErrEmpty):
+		return errs.Unavailable("no_container", 1, err, "No container is available to run this function right now; retry shortly.")
+	case errors.Is(err, ErrCapacity):
+		return errs.Unavailable("node_at_capacity", 2, err, "This node is at its container capacity; retry shortly.")
+	case errors.Is(err, ErrClosed):
+		return errs.Unavailable("shutting_down", 5, err, "This node is shutting down; retry shortly.")
+	}
+	return fmt.Errorf("claim container for %s: %w", tenant, err)
 }
 
 func (h *Handler) claim(tenant string) (*Assignment, error) {
 	// A flight that finished just before this one started may have assigned one.
-	if a := h.current(tenant); a != nil {
+	if a := h.current(tenant, false); a != nil {
 		return a, nil
 	}
-	h.mu.Lock()
-	closed := h.closed
-	h.mu.Unlock()
-	if closed {
-		return nil, ErrClosed
+	if err := h.makeRoom(); err != nil {
+		return nil, err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), h.cfg.ColdStartTimeout)
 	defer cancel()
@@ -143,7 +201,7 @@ func (h *Handler) claim(tenant string) (*Assignment, error) {
 		h.pool.Discard(ctx, c)
 		return nil, err
 	}
-	a := &Assignment{Tenant: tenant, C: c, Since: time.Now(), provisioned: map[string]bool{}}
+	a := &Assignment{Tenant: tenant, C: c, Since: time.Now(), lastUsed: time.Now(), provisioned: map[string]bool{}}
 	h.mu.Lock()
 	if h.closed {
 		h.mu.Unlock()
@@ -184,7 +242,7 @@ func (h *Handler) Provision(a *Assignment, fn *catalog.Function) error {
 // Fail drops a's container after it failed a request (connection refused,
 // reset, runner gone): the tenant's next request gets a fresh one.
 func (h *Handler) Fail(a *Assignment, reason string) {
-	if h.drop(a) {
+	if h.drop(a, ReasonFailed, true) {
 		h.log.Warn("container dropped", "tenant", a.Tenant, "container", a.C.Name, "reason", reason)
 	}
 }
@@ -195,15 +253,13 @@ func (h *Handler) Suspect(a *Assignment) {
 	if a.gone.Load() {
 		return
 	}
-	h.wg.Add(1)
-	go func() {
-		defer h.wg.Done()
+	h.bg.goTracked(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
 		if err := h.cfg.Probe(ctx, a.C.IP); err != nil {
 			h.Fail(a, "runner unresponsive after a timeout: "+err.Error())
 		}
-	}()
+	})
 }
 
 // ContainerGone handles an engine event saying a container died. It reports
@@ -215,7 +271,9 @@ func (h *Handler) ContainerGone(id string) bool {
 	if a == nil {
 		return false
 	}
-	h.Fail(a, "container exited")
+	if h.drop(a, ReasonDied, true) {
+		h.log.Warn("container died", "tenant", a.Tenant, "container", a.C.Name)
+	}
 	return true
 }
 
@@ -224,31 +282,46 @@ func (h *Handler) DropTenant(tenant string) {
 	h.mu.Lock()
 	a := h.byTenant[tenant]
 	h.mu.Unlock()
-	if a != nil && h.drop(a) {
+	if a != nil && h.drop(a, ReasonTenant, true) {
 		h.log.Info("container removed with its tenant", "tenant", tenant, "container", a.C.Name)
 	}
 }
 
-// drop unmaps a and removes its container in the background. Only the first
-// caller wins, so concurrent failure reports remove a container once.
-func (h *Handler) drop(a *Assignment) bool {
+// drop unmaps a so no new request can hold it. Its container is removed now
+// when broken (now) or nobody holds it, else when its last request releases.
+// Only the first caller wins, so concurrent reports remove a container once.
+func (h *Handler) drop(a *Assignment, reason string, now bool) bool {
+	h.mu.Lock()
 	if !a.gone.CompareAndSwap(false, true) {
+		h.mu.Unlock()
 		return false
 	}
-	h.mu.Lock()
+	h.unmapLocked(a)
+	discard := (now || a.inflight == 0) && !a.discarded
+	if discard {
+		a.discarded = true
+	}
+	h.mu.Unlock()
+	h.evictions[reason].Add(1)
+	if discard {
+		h.discardAsync(a)
+	}
+	return true
+}
+
+func (h *Handler) unmapLocked(a *Assignment) {
 	if h.byTenant[a.Tenant] == a {
 		delete(h.byTenant, a.Tenant)
 	}
 	delete(h.byID, a.C.ID)
-	h.mu.Unlock()
-	h.wg.Add(1)
-	go func() {
-		defer h.wg.Done()
+}
+
+func (h *Handler) discardAsync(a *Assignment) {
+	h.bg.goTracked(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		h.pool.Discard(ctx, a.C)
-	}()
-	return true
+	})
 }
 
 // Tenants returns the number of tenants holding a container.
@@ -271,12 +344,7 @@ func (h *Handler) Close(ctx context.Context) {
 	}
 	h.mu.Unlock()
 	for _, a := range all {
-		h.drop(a)
+		h.drop(a, ReasonShutdown, true)
 	}
-	done := make(chan struct{})
-	go func() { h.wg.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-ctx.Done():
-	}
+	h.bg.wait(ctx)
 }

@@ -3,6 +3,8 @@ package node
 import (
 	"context"
 	"errors"
+	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"time"
@@ -12,6 +14,7 @@ import (
 
 	"github.com/wharfhq/wharf/errs"
 	"github.com/wharfhq/wharf/mgmt"
+	"github.com/wharfhq/wharf/pool"
 )
 
 func (n *Node) startHTTP() {
@@ -23,10 +26,14 @@ func (n *Node) startHTTP() {
 		return err
 	}}))
 	e.Use(middleware.RequestID())
+	if n.log.Enabled(context.Background(), slog.LevelDebug) {
+		e.Use(n.logRequests)
+	}
 	e.Use(n.refuseWhileDraining)
 
 	e.GET("/healthz", func(c echo.Context) error { return c.JSON(http.StatusOK, map[string]string{"status": "ok"}) })
 	e.GET("/readyz", n.readyz)
+	e.GET("/metrics", echo.WrapHandler(n.metrics.Handler()))
 	api := mgmt.New(n.st, hooks{n}, mgmt.Config{
 		MaxCodeBytes: int(n.cfg.MaxCode), DefaultTimeoutMS: n.cfg.FunctionTimeoutMS(), MaxTimeoutMS: n.cfg.MaxTimeoutMS(),
 	}, n.log)
@@ -107,12 +114,8 @@ func (n *Node) readyz(c echo.Context) error {
 	}
 	add("store", n.st.Ping(ctx))
 	add("docker", n.eng.Ping(ctx))
-	var poolErr error
-	if n.cfg.PoolSize > 0 && n.pool.Ready() == 0 {
-		poolErr = errors.New("no warm container ready")
-	}
-	add("pool", poolErr)
 	st := n.pool.Stats()
+	add("pool", poolHealth(st, n.cfg.PoolSize))
 	pc := checks["pool"]
 	pc.Ready, pc.Size = &st.Ready, &n.cfg.PoolSize
 	checks["pool"] = pc
@@ -126,4 +129,32 @@ func (n *Node) readyz(c echo.Context) error {
 		status = http.StatusServiceUnavailable
 	}
 	return c.JSON(status, map[string]any{"ready": ready, "checks": checks})
+}
+
+// poolHealth: the pool is healthy while ready plus in-flight creations reach
+// its minimum (a burst drains it, refills are under way) and creations are
+// not failing in a row (the engine is broken).
+func poolHealth(st pool.Stats, minSize int) error {
+	if st.ConsecutiveFailures >= 3 {
+		return fmt.Errorf("container creation failed %d times in a row", st.ConsecutiveFailures)
+	}
+	if st.Ready+st.Creating < minSize {
+		return fmt.Errorf("pool below its minimum: %d ready, %d being created, minimum %d", st.Ready, st.Creating, minSize)
+	}
+	return nil
+}
+
+// logRequests writes one line per request (debug level only).
+func (n *Node) logRequests(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		start := time.Now()
+		err := next(c)
+		status := c.Response().Status
+		if err != nil && !c.Response().Committed {
+			status = errs.StatusOf(err)
+		}
+		n.log.Debug("request", "method", c.Request().Method, "path", c.Request().URL.Path, "status", status,
+			"duration", time.Since(start), "request_id", c.Response().Header().Get(echo.HeaderXRequestID))
+		return err
+	}
 }

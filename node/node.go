@@ -26,6 +26,7 @@ import (
 	"github.com/wharfhq/wharf/engine"
 	"github.com/wharfhq/wharf/handler"
 	"github.com/wharfhq/wharf/images"
+	"github.com/wharfhq/wharf/metrics"
 	"github.com/wharfhq/wharf/pool"
 	"github.com/wharfhq/wharf/proxy"
 	"github.com/wharfhq/wharf/secretbox"
@@ -48,6 +49,7 @@ type Node struct {
 	handler *handler.Handler
 	catalog *catalog.Catalog
 	proxy   *proxy.Proxy
+	metrics *metrics.Metrics
 	echo    *echo.Echo
 	srv     *http.Server
 	ln      net.Listener
@@ -210,7 +212,8 @@ func (n *Node) startContainers(ctx context.Context) error {
 	n.pool, err = pool.New(pool.Config{
 		NodeID: n.id, Image: n.image.Tag, ImageHash: n.image.Hash, Network: n.network,
 		Root: filepath.Join(n.cfg.DataDir, "containers"), ModulesDir: filepath.Join(n.cfg.DataDir, "modules"),
-		Size: n.cfg.PoolSize, MaxParallel: n.cfg.PoolParallel, ReadyTimeout: n.cfg.ContainerReady,
+		Size: n.cfg.PoolSize, MaxSize: n.cfg.PoolMax, TTL: n.cfg.PoolTTL, MaxWaiting: n.cfg.MaxColdWaiters,
+		MaxParallel: n.cfg.PoolParallel, ReadyTimeout: n.cfg.ContainerReady,
 		Limits: pool.Limits{
 			MemoryBytes: int64(n.cfg.ContainerMemory), NanoCPUs: n.cfg.NanoCPUs(), PidsLimit: n.cfg.ContainerPids,
 			NoFile: n.cfg.ContainerNoFile, TmpfsBytes: int64(n.cfg.ContainerTmpfs),
@@ -234,11 +237,23 @@ func (n *Node) startContainers(ctx context.Context) error {
 	go func() { defer n.bg.Done(); n.pool.Run(bgctx) }()
 	go func() { defer n.bg.Done(); n.watchEvents(bgctx) }()
 
-	n.handler = handler.New(n.pool, handler.Config{}, n.log)
+	limits := handler.Limits{
+		MaxContainers: n.cfg.EffectiveMaxContainers(memTotal()),
+		IdleTimeout:   n.cfg.IdleTimeout, MaxLifetime: n.cfg.MaxLifetime,
+	}
+	n.handler = handler.New(n.pool, handler.Config{Limits: limits}, n.log)
 	n.onStop(n.handler.Close)
-	n.catalog = catalog.New(n.st, n.log)
+	n.bg.Add(1)
+	go func() { defer n.bg.Done(); n.handler.RunReaper(bgctx) }()
+	n.log.Info("capacity", "max_containers", limits.MaxContainers, "idle_timeout", limits.IdleTimeout,
+		"max_lifetime", limits.MaxLifetime, "pool_min", n.cfg.PoolSize, "pool_max", max(n.cfg.PoolSize, n.cfg.PoolMax))
+
+	n.metrics = metrics.New(metrics.Options{TenantLabel: n.cfg.MetricsTenantLabel})
+	n.metrics.RegisterNode(n.pool.Stats, func() int { return n.pool.Stats().Target }, n.handler.Stats)
+	n.catalog = catalog.New(timedSource{n.st, n.metrics}, n.log)
 	n.proxy = proxy.New(proxy.Config{
 		ClaimTimeout: n.cfg.ClaimTimeout, DefaultTimeoutMS: n.cfg.FunctionTimeoutMS(), MaxBodyBytes: int64(n.cfg.MaxBody),
+		Observer: n.metrics,
 	}, n.catalog, n.handler, n.log)
 	n.onStop(func(context.Context) { n.proxy.Close() })
 	return nil

@@ -13,3 +13,27 @@ func toCreate(ready, creating, waiting, target, maxParallel int) int {
 	}
 	return want
 }
+
+// target is how many ready containers the pool aims at: its minimum plus the
+// claims seen within the TTL (recent demand), capped at its maximum. A burst
+// of cold starts grows the pool; once the burst ages out it shrinks back.
+func target(minSize, maxSize, recentTakes int) int {
+	if maxSize <= minSize {
+		return minSize
+	}
+	return min(minSize+recentTakes, maxSize)
+}
+
+// excess is how many ready containers to remove to come back to target.
+func excess(ready, tgt int) int {
+	return max(ready-tgt, 0)
+}
+
+// pruneBefore drops timestamps older than cutoff from a sorted slice.
+func pruneBefore(ts []int64, cutoff int64) []int64 {
+	i := 0
+	for i < len(ts) && ts[i] < cutoff {
+		i++
+	}
+	return ts[i:]
+}

@@ -25,3 +25,33 @@ func TestToCreate(t *testing.T) {
 		})
 	}
 }
+
+func TestTarget(t *testing.T) {
+	cases := []struct {
+		name                  string
+		min, max, takes, want int
+	}{
+		{"fixed pool ignores demand", 4, 4, 50, 4},
+		{"max below min means fixed", 4, 2, 50, 4},
+		{"idle adaptive pool sits at min", 4, 16, 0, 4},
+		{"burst grows it", 4, 16, 5, 9},
+		{"capped at max", 4, 16, 100, 16},
+		{"zero min grows from nothing", 0, 8, 3, 3},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if got := target(c.min, c.max, c.takes); got != c.want {
+				t.Fatalf("target(%d,%d,%d) = %d, want %d", c.min, c.max, c.takes, got, c.want)
+			}
+		})
+	}
+	if excess(10, 4) != 6 || excess(3, 4) != 0 {
+		t.Fatal("excess")
+	}
+	if got := pruneBefore([]int64{1, 2, 5, 9}, 5); len(got) != 2 || got[0] != 5 {
+		t.Fatalf("pruneBefore = %v", got)
+	}
+	if got := pruneBefore(nil, 5); len(got) != 0 {
+		t.Fatalf("pruneBefore(nil) = %v", got)
+	}
+}

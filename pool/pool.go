@@ -37,7 +37,10 @@ type Config struct {
 	Root       string // host directory holding one directory per container
 	ModulesDir string // host module store, mounted read-only at /modules
 
-	Size         int           // ready containers to keep
+	Size         int           // ready containers to keep at least (the minimum)
+	MaxSize      int           // ready containers at most while demand is high; <= Size: fixed
+	TTL          time.Duration // how long a claim counts as demand (default 2m)
+	MaxWaiting   int           // cold starts queued for a container; beyond: ErrEmpty at once (0: 128)
 	MaxParallel  int           // concurrent creations (default 2)
 	ReadyTimeout time.Duration // creation to runner answering (default 20s)
 	Limits       Limits
@@ -62,7 +65,9 @@ type Container struct {
 // Stats are counters for metrics and tests.
 type Stats struct {
 	Ready, Creating, Waiting int
+	Target                   int
 	Takes, Created, Failures int64
+	Shrunk                   int64
 	ConsecutiveFailures      int
 }
 
@@ -79,11 +84,12 @@ type Pool struct {
 	avail     chan struct{} // closed and replaced whenever a container becomes ready
 	failures  int           // consecutive creation failures, for backoff
 	notBefore time.Time     // no creation starts before this (backoff)
+	takeTimes []int64       // unix nanos of claims within the TTL: the demand
 
 	kick chan struct{}
 	wg   sync.WaitGroup
 
-	takes, created, failed atomic.Int64
+	takes, created, failed, shrunk atomic.Int64
 }
 
 // New validates cfg and returns a pool; call Run to start filling it.
@@ -108,6 +114,12 @@ func New(cfg Config, eng engine.Engine, logger *slog.Logger) (*Pool, error) {
 	}
 	if cfg.Probe == nil {
 		cfg.Probe = HTTPProbe
+	}
+	if cfg.TTL <= 0 {
+		cfg.TTL = 2 * time.Minute
+	}
+	if cfg.MaxWaiting <= 0 {
+		cfg.MaxWaiting = 128
 	}
 	if err := os.MkdirAll(cfg.Root, 0o700); err != nil {
 		return nil, fmt.Errorf("pool: %w", err)
@@ -134,10 +146,15 @@ func (p *Pool) Take(ctx context.Context) (*Container, error) {
 			c := p.ready[0]
 			p.ready[0] = nil
 			p.ready = p.ready[1:]
+			p.takeTimes = append(p.takeTimes, time.Now().UnixNano())
 			p.mu.Unlock()
 			p.takes.Add(1)
 			p.refill()
 			return c, nil
+		}
+		if p.waiting >= p.cfg.MaxWaiting {
+			p.mu.Unlock()
+			return nil, fmt.Errorf("%w: %d cold starts already waiting", ErrEmpty, p.cfg.MaxWaiting)
 		}
 		p.waiting++
 		avail := p.avail
@@ -163,10 +180,16 @@ func (p *Pool) Stats() Stats {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return Stats{
-		Ready: len(p.ready), Creating: p.creating, Waiting: p.waiting,
-		Takes: p.takes.Load(), Created: p.created.Load(), Failures: p.failed.Load(),
+		Ready: len(p.ready), Creating: p.creating, Waiting: p.waiting, Target: p.targetLocked(time.Now()),
+		Takes: p.takes.Load(), Created: p.created.Load(), Failures: p.failed.Load(), Shrunk: p.shrunk.Load(),
 		ConsecutiveFailures: p.failures,
 	}
+}
+
+// targetLocked is the current target after forgetting demand older than the TTL.
+func (p *Pool) targetLocked(now time.Time) int {
+	p.takeTimes = pruneBefore(p.takeTimes, now.Add(-p.cfg.TTL).UnixNano())
+	return target(p.cfg.Size, p.cfg.MaxSize, len(p.takeTimes))
 }
 
 // Ready is the number of containers ready to be taken.
@@ -191,15 +214,33 @@ func (p *Pool) Run(ctx context.Context) {
 	defer tick.Stop()
 	for {
 		p.mu.Lock()
+		now := time.Now()
+		tgt := p.targetLocked(now)
 		n := 0
-		if !time.Now().Before(p.notBefore) {
-			n = toCreate(len(p.ready), p.creating, p.waiting, p.cfg.Size, p.cfg.MaxParallel)
+		if !now.Before(p.notBefore) {
+			n = toCreate(len(p.ready), p.creating, p.waiting, tgt, p.cfg.MaxParallel)
 			if p.failures > 0 && n > 1 {
 				n = 1 // while failing, probe the engine with one creation at a time
 			}
 		}
 		p.creating += n
+		// Demand has aged out: give back the containers beyond the target.
+		var surplus []*Container
+		if k := excess(len(p.ready), tgt); k > 0 && p.waiting == 0 {
+			surplus = append(surplus, p.ready[len(p.ready)-k:]...)
+			p.ready = p.ready[:len(p.ready)-k]
+		}
 		p.mu.Unlock()
+		for _, c := range surplus {
+			p.shrunk.Add(1)
+			p.wg.Add(1)
+			go func() {
+				defer p.wg.Done()
+				rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+				defer cancel()
+				p.discard(rctx, c)
+			}()
+		}
 		for i := 0; i < n; i++ {
 			p.wg.Add(1)
 			go func() {

@@ -308,3 +308,45 @@ func TestCreationFailedAfterEngineCreatedIt(t *testing.T) {
 		t.Fatalf("%d containers left behind", len(live))
 	}
 }
+
+// Invariant: a burst of claims grows the pool up to its maximum, and once the
+// burst is older than the TTL the pool shrinks back to its minimum.
+func TestAdaptiveGrowAndShrink(t *testing.T) {
+	f := enginetest.New()
+	cfg := testConfig(t, 2)
+	cfg.MaxSize, cfg.TTL, cfg.MaxParallel = 6, 300*time.Millisecond, 4
+	p := startPool(t, cfg, f)
+	eventually(t, "min size", func() bool { return p.Ready() == 2 })
+	for i := 0; i < 3; i++ {
+		if _, err := p.Take(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if tg := p.Stats().Target; tg != 5 {
+		t.Fatalf("target after 3 claims = %d, want 5", tg)
+	}
+	eventually(t, "growth to 5", func() bool { return p.Ready() == 5 })
+	eventually(t, "shrink back to 2 after the TTL", func() bool { return p.Ready() == 2 && p.Stats().Shrunk == 3 })
+	eventually(t, "surplus removed", func() bool { return len(f.Live()) == 2+3 /* ready + claimed */ })
+}
+
+// Invariant: cold starts queue for a container only up to a bound; beyond it
+// they fail at once instead of piling up.
+func TestWaitingIsBounded(t *testing.T) {
+	f := enginetest.New()
+	f.FailCreate = errors.New("engine down")
+	cfg := testConfig(t, 0)
+	cfg.MaxWaiting = 2
+	p := startPool(t, cfg, f)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	for i := 0; i < 2; i++ {
+		go func() { _, _ = p.Take(ctx) }()
+	}
+	eventually(t, "two waiters", func() bool { return p.Stats().Waiting == 2 })
+	start := time.Now()
+	_, err := p.Take(context.Background()) // would wait forever if unbounded
+	if !errors.Is(err, ErrEmpty) || time.Since(start) > time.Second {
+		t.Fatalf("third waiter: %v after %v", err, time.Since(start))
+	}
+}

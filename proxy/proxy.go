@@ -34,8 +34,16 @@ type Functions interface {
 type Containers interface {
 	Acquire(ctx context.Context, tenant string) (*handler.Assignment, bool, error)
 	Provision(a *handler.Assignment, fn *catalog.Function) error
+	Release(a *handler.Assignment)
 	Fail(a *handler.Assignment, reason string)
 	Suspect(a *handler.Assignment)
+}
+
+// Observer receives request figures (metrics); nil means none.
+type Observer interface {
+	Request(tenant string, cold bool, status int, d time.Duration)
+	ColdStart(claim, provision, firstByte time.Duration)
+	ProxyError(status int)
 }
 
 // Config configures the proxy.
@@ -44,6 +52,7 @@ type Config struct {
 	DefaultTimeoutMS int           // function timeout when a function sets none
 	MaxBodyBytes     int64         // request body limit
 	RunnerPort       int           // the runner's port in every container (default pool.RunnerPort)
+	Observer         Observer
 }
 
 // Proxy routes invocations to containers.
@@ -78,6 +87,10 @@ type call struct {
 	timeout context.Context // carries the function's deadline
 	ms      int             // the effective timeout, for the 504 message
 	err     error           // set by the error hook, returned to echo
+
+	cold                        bool
+	claim, provision, firstByte time.Duration
+	sent                        time.Time
 }
 
 // New returns a proxy.
@@ -110,7 +123,13 @@ func New(cfg Config, fns Functions, ctr Containers, logger *slog.Logger) *Proxy 
 		Rewrite:       func(*httputil.ProxyRequest) {}, // the outgoing request is built in serve
 		FlushInterval: -1,                              // stream responses as they come
 		ErrorHandler:  p.proxyError,
-		ErrorLog:      slog.NewLogLogger(logger.Handler(), slog.LevelDebug),
+		ModifyResponse: func(resp *http.Response) error {
+			if cl, ok := resp.Request.Context().Value(ctxKey{}).(*call); ok {
+				cl.firstByte = time.Since(cl.sent)
+			}
+			return nil
+		},
+		ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelDebug),
 	}
 	return p
 }
@@ -127,14 +146,30 @@ func (p *Proxy) Register(e *echo.Echo) {
 func (p *Proxy) Close() { p.tr.CloseIdleConnections() }
 
 func (p *Proxy) serve(c echo.Context) error {
-	err := p.route(c)
+	start := time.Now()
+	cl := &call{}
+	err := p.route(c, cl)
+	if cl.a != nil {
+		p.ctr.Release(cl.a)
+	}
+	status := c.Response().Status
 	if err != nil && !c.Response().Committed {
 		c.Response().Header().Set(hdrSource, "proxy")
+		status = errs.StatusOf(err)
+	}
+	if o := p.cfg.Observer; o != nil {
+		o.Request(c.Param("tenant"), cl.cold, status, time.Since(start))
+		if cl.cold && cl.a != nil {
+			o.ColdStart(cl.claim, cl.provision, cl.firstByte)
+		}
+		if err != nil {
+			o.ProxyError(status)
+		}
 	}
 	return err
 }
 
-func (p *Proxy) route(c echo.Context) error {
+func (p *Proxy) route(c echo.Context, cl *call) error {
 	req, w := c.Request(), c.Response()
 	tenant, name := c.Param("tenant"), c.Param("name")
 	if !tenantRe.MatchString(tenant) || !nameRe.MatchString(name) {
@@ -150,14 +185,19 @@ func (p *Proxy) route(c echo.Context) error {
 		return errs.Unavailable("store_unavailable", 2, err, "The function could not be loaded; retry shortly.")
 	}
 	claimCtx, cancelClaim := context.WithTimeout(req.Context(), p.cfg.ClaimTimeout)
-	a, _, err := p.ctr.Acquire(claimCtx, tenant)
+	t0 := time.Now()
+	a, cold, err := p.ctr.Acquire(claimCtx, tenant)
 	cancelClaim()
+	cl.cold, cl.claim = cold, time.Since(t0)
 	if err != nil {
 		return err
 	}
+	cl.a, cl.fn = a, fn
+	t1 := time.Now()
 	if err := p.ctr.Provision(a, fn); err != nil {
 		return err
 	}
+	cl.provision = time.Since(t1)
 
 	timeoutMS := fn.TimeoutMS
 	if timeoutMS <= 0 {
@@ -165,7 +205,7 @@ func (p *Proxy) route(c echo.Context) error {
 	}
 	ctx, cancel := context.WithTimeout(req.Context(), time.Duration(timeoutMS)*time.Millisecond)
 	defer cancel()
-	cl := &call{a: a, fn: fn, timeout: ctx, ms: timeoutMS}
+	cl.timeout, cl.ms = ctx, timeoutMS
 	out := req.Clone(context.WithValue(ctx, ctxKey{}, cl))
 	out.URL.Scheme = "http"
 	out.URL.Host = net.JoinHostPort(a.C.IP, strconv.Itoa(p.cfg.RunnerPort))
@@ -189,6 +229,7 @@ func (p *Proxy) route(c echo.Context) error {
 	if req.Body != nil && req.Body != http.NoBody {
 		out.Body = http.MaxBytesReader(w, req.Body, p.cfg.MaxBodyBytes)
 	}
+	cl.sent = time.Now()
 	p.rp.ServeHTTP(w, out)
 	return cl.err
 }

@@ -41,12 +41,27 @@ type fakeContainers struct {
 	failed     []string
 	suspected  int
 	provisions int
+	released   int
+	acquired   int
+}
+
+// balanced asserts every hold taken was released, whatever the outcome.
+func (f *fakeContainers) balanced(t *testing.T) {
+	t.Helper()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.acquired == 0 || f.acquired != f.released {
+		t.Fatalf("%d holds taken, %d released", f.acquired, f.released)
+	}
 }
 
 func (f *fakeContainers) Acquire(context.Context, string) (*handler.Assignment, bool, error) {
 	if f.acquireErr != nil {
 		return nil, true, f.acquireErr
 	}
+	f.mu.Lock()
+	f.acquired++
+	f.mu.Unlock()
 	return &handler.Assignment{Tenant: "acme", C: &pool.Container{ID: "c1", IP: f.ip}}, false, nil
 }
 func (f *fakeContainers) Provision(*handler.Assignment, *catalog.Function) error {
@@ -54,6 +69,11 @@ func (f *fakeContainers) Provision(*handler.Assignment, *catalog.Function) error
 	f.provisions++
 	f.mu.Unlock()
 	return nil
+}
+func (f *fakeContainers) Release(*handler.Assignment) {
+	f.mu.Lock()
+	f.released++
+	f.mu.Unlock()
 }
 func (f *fakeContainers) Fail(_ *handler.Assignment, reason string) {
 	f.mu.Lock()
@@ -191,6 +211,9 @@ func TestErrorMapping(t *testing.T) {
 	if len(fc.failed) != 0 {
 		t.Fatalf("timeouts or client errors failed the container: %v", fc.failed)
 	}
+	fc.mu.Unlock()
+	fc.balanced(t)
+	fc.mu.Lock()
 }
 
 // Invariant: a runner that is gone answers 502 and the container is dropped.
@@ -216,6 +239,9 @@ func TestDeadRunner502(t *testing.T) {
 	if len(fc.failed) != 1 {
 		t.Fatalf("container dropped %d times, want 1", len(fc.failed))
 	}
+	fc.mu.Unlock()
+	fc.balanced(t)
+	fc.mu.Lock()
 }
 
 // Invariant: when no container can be had, the answer is the handler's 503

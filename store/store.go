@@ -12,6 +12,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -40,6 +41,11 @@ type Options struct {
 	MaxPoolSize uint64
 	// SecretsKey is the 32-byte key function secrets are sealed with. Required.
 	SecretsKey []byte
+	// SelectionTimeout bounds how long an operation waits for a reachable
+	// server (default 3 s), so that during an outage management calls fail
+	// fast with 503 instead of hanging for the driver's 30 s default. A
+	// serverSelectionTimeoutMS in the URI wins.
+	SelectionTimeout time.Duration
 }
 
 // Store is a connected client of the store. It is safe for concurrent use.
@@ -66,6 +72,12 @@ func Connect(ctx context.Context, uri string, opt Options) (*Store, error) {
 		opt.Database = DefaultDatabase
 	}
 	co := options.Client().ApplyURI(uri).SetAppName("wharf")
+	if !strings.Contains(strings.ToLower(uri), "serverselectiontimeoutms") {
+		if opt.SelectionTimeout <= 0 {
+			opt.SelectionTimeout = 3 * time.Second
+		}
+		co.SetServerSelectionTimeout(opt.SelectionTimeout).SetConnectTimeout(opt.SelectionTimeout)
+	}
 	if opt.MaxPoolSize > 0 {
 		co.SetMaxPoolSize(opt.MaxPoolSize)
 	}
