@@ -66,6 +66,7 @@ type Handler struct {
 	byTenant map[string]*Assignment
 	byID     map[string]*Assignment
 	closed   bool
+	claiming int // claims that reserved a place (capacity) and are under way
 	sf       singleflight.Group
 	bg       tracker // background discards and probes
 
@@ -188,6 +189,12 @@ func (h *Handler) claim(tenant string) (*Assignment, error) {
 	if err := h.makeRoom(); err != nil {
 		return nil, err
 	}
+	registered := false
+	defer func() {
+		if !registered {
+			h.unreserve()
+		}
+	}()
 	ctx, cancel := context.WithTimeout(context.Background(), h.cfg.ColdStartTimeout)
 	defer cancel()
 	start := time.Now()
@@ -210,6 +217,8 @@ func (h *Handler) claim(tenant string) (*Assignment, error) {
 	}
 	h.byTenant[tenant] = a
 	h.byID[c.ID] = a
+	h.claiming-- // the reservation becomes the assignment, in one step
+	registered = true
 	h.mu.Unlock()
 	h.coldStarts.Add(1)
 	h.log.Info("container assigned", "tenant", tenant, "container", c.Name, "claim", time.Since(start))

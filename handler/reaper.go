@@ -5,31 +5,42 @@ import (
 	"time"
 )
 
-// makeRoom runs before a claim: a closed handler refuses, and at capacity the
+// makeRoom runs before a claim and reserves a place for it: a closed handler
+// refuses, and at capacity (assigned containers plus claims under way) the
 // least recently used idle container is evicted; if every container is
-// serving a request, the claim fails with ErrCapacity.
+// serving a request, the claim fails with ErrCapacity. The caller must
+// release the reservation (unreserve) once the claim registered or failed.
 func (h *Handler) makeRoom() error {
+	for {
+		h.mu.Lock()
+		if h.closed {
+			h.mu.Unlock()
+			return ErrClosed
+		}
+		if !atCapacity(len(h.byTenant)+h.claiming, h.cfg.Limits) {
+			h.claiming++
+			h.mu.Unlock()
+			return nil
+		}
+		all, cands := h.candidatesLocked()
+		i, ok := lruIdle(cands)
+		h.mu.Unlock()
+		if !ok {
+			return ErrCapacity
+		}
+		// drop re-checks under the lock; a request that took a hold in between
+		// makes the victim's removal wait for its release. Either way the
+		// victim is unmapped, so the next round finds room.
+		if h.drop(all[i], ReasonCapacity, false) {
+			h.log.Info("container evicted", "tenant", all[i].Tenant, "container", all[i].C.Name, "reason", ReasonCapacity)
+		}
+	}
+}
+
+func (h *Handler) unreserve() {
 	h.mu.Lock()
-	if h.closed {
-		h.mu.Unlock()
-		return ErrClosed
-	}
-	if !atCapacity(len(h.byTenant), h.cfg.Limits) {
-		h.mu.Unlock()
-		return nil
-	}
-	all, cands := h.candidatesLocked()
-	i, ok := lruIdle(cands)
+	h.claiming--
 	h.mu.Unlock()
-	if !ok {
-		return ErrCapacity
-	}
-	// drop re-checks under the lock; a request that took a hold in between
-	// makes the victim's removal wait for its release.
-	if h.drop(all[i], ReasonCapacity, false) {
-		h.log.Info("container evicted", "tenant", all[i].Tenant, "container", all[i].C.Name, "reason", ReasonCapacity)
-	}
-	return nil
 }
 
 func (h *Handler) candidatesLocked() ([]*Assignment, []candidate) {

@@ -177,3 +177,34 @@ func TestReapInterval(t *testing.T) {
 		}
 	}
 }
+
+// Invariant: concurrent first requests of more tenants than the capacity do
+// not all get containers: claims under way count against the limit.
+func TestCapacityCountsClaimsUnderWay(t *testing.T) {
+	fx := setup(t, 0, 100*time.Millisecond) // every claim waits for a creation
+	fx.h.cfg.Limits = Limits{MaxContainers: 2}
+	var wg sync.WaitGroup
+	var got, refused atomic.Int64
+	for i := 0; i < 5; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if _, _, err := fx.h.Acquire(ctx, fmt.Sprintf("t%d", i)); err == nil {
+				got.Add(1)
+			} else if e := errs.As(err); e != nil && e.Code == "node_at_capacity" {
+				refused.Add(1)
+			} else {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	if got.Load() != 2 || refused.Load() != 3 {
+		t.Fatalf("%d got containers, %d refused; want 2 and 3", got.Load(), refused.Load())
+	}
+	if fx.h.Tenants() != 2 {
+		t.Fatalf("%d tenants hold containers", fx.h.Tenants())
+	}
+}
