@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -39,7 +40,8 @@ const maxMissing = 100_000
 const loadTimeout = 10 * time.Second
 
 type entry struct {
-	fn *Function // nil: known not to exist
+	fn     *Function // nil: known not to exist
+	loaded time.Time
 }
 
 // Catalog is a read-through cache of current function versions, invalidated
@@ -122,7 +124,7 @@ func (c *Catalog) load(tenant, name string) (*Function, error) {
 			}
 			c.missing++
 		}
-		c.entries[k] = entry{fn: fn}
+		c.entries[k] = entry{fn: fn, loaded: time.Now()}
 	}
 	c.mu.Unlock()
 	if fn == nil {
@@ -180,4 +182,52 @@ func (c *Catalog) Prefetch(tenant, name string) {
 			c.log.Debug("prefetch failed", "tenant", tenant, "function", name, "err", err)
 		}
 	}()
+}
+
+// Refresh forgets a function and, if this node had it cached, loads it again
+// in the background: a change made through another node reaches this one
+// without its next request waiting for the store.
+func (c *Catalog) Refresh(tenant, name string) {
+	c.mu.RLock()
+	_, cached := c.entries[key(tenant, name)]
+	c.mu.RUnlock()
+	c.Invalidate(tenant, name)
+	if cached {
+		c.Prefetch(tenant, name)
+	}
+}
+
+// InvalidateAll forgets everything (the change feed had a gap).
+func (c *Catalog) InvalidateAll() {
+	c.mu.Lock()
+	for k := range c.entries {
+		c.gen[k]++
+		delete(c.entries, k)
+	}
+	for t := range c.tgen {
+		c.tgen[t]++
+	}
+	c.missing = 0
+	c.mu.Unlock()
+}
+
+// RevalidateOlderThan reloads, in the background, cached functions loaded
+// more than age ago: a backstop for a change whose feed entry was lost (a
+// node crashed between the write and recording the change).
+func (c *Catalog) RevalidateOlderThan(age time.Duration) int {
+	cutoff := time.Now().Add(-age)
+	var stale [][2]string
+	c.mu.RLock()
+	for k, e := range c.entries {
+		if e.loaded.Before(cutoff) {
+			if i := strings.IndexByte(k, '/'); i > 0 {
+				stale = append(stale, [2]string{k[:i], k[i+1:]})
+			}
+		}
+	}
+	c.mu.RUnlock()
+	for _, tn := range stale {
+		c.Refresh(tn[0], tn[1])
+	}
+	return len(stale)
 }

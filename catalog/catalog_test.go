@@ -192,3 +192,54 @@ func TestPrefetch(t *testing.T) {
 		t.Fatal("Get after prefetch read the source again")
 	}
 }
+
+// Invariant: Refresh reloads only what the node had cached; InvalidateAll
+// forgets everything; old entries are revalidated.
+func TestRefreshInvalidateAllRevalidate(t *testing.T) {
+	c, src := newCat()
+	src.set("acme", "f", 1)
+	src.set("acme", "g", 1)
+	_, _ = c.Get(context.Background(), "acme", "f")
+	reads := src.reads.Load()
+	c.Refresh("acme", "g") // never cached here: no load
+	time.Sleep(20 * time.Millisecond)
+	if src.reads.Load() != reads {
+		t.Fatal("Refresh loaded a function this node never cached")
+	}
+	src.set("acme", "f", 2)
+	c.Refresh("acme", "f")
+	waitFor(t, func() bool { return cachedVersion(c, "acme", "f") == 2 })
+
+	c.InvalidateAll()
+	if cachedVersion(c, "acme", "f") != 0 {
+		t.Fatal("InvalidateAll kept an entry")
+	}
+	_, _ = c.Get(context.Background(), "acme", "f")
+	src.set("acme", "f", 3)
+	if n := c.RevalidateOlderThan(time.Hour); n != 0 {
+		t.Fatalf("revalidated %d fresh entries", n)
+	}
+	if n := c.RevalidateOlderThan(0); n != 1 {
+		t.Fatalf("revalidated %d entries, want 1", n)
+	}
+	waitFor(t, func() bool { return cachedVersion(c, "acme", "f") == 3 })
+}
+
+func cachedVersion(c *Catalog, tenant, name string) int {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	if e, ok := c.entries[key(tenant, name)]; ok && e.fn != nil {
+		return e.fn.Version
+	}
+	return 0
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	for i := 0; !cond(); i++ {
+		if i > 5000 {
+			t.Fatal("condition never held")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}

@@ -256,6 +256,8 @@ func (n *Node) startContainers(ctx context.Context) error {
 		Observer: n.metrics,
 	}, n.catalog, n.handler, n.log)
 	n.onStop(func(context.Context) { n.proxy.Close() })
+	n.bg.Add(1)
+	go func() { defer n.bg.Done(); n.followChanges(bgctx) }()
 	return nil
 }
 
@@ -317,11 +319,13 @@ type hooks struct{ n *Node }
 func (h hooks) FunctionChanged(tenant, name string) {
 	h.n.catalog.Invalidate(tenant, name)
 	h.n.catalog.Prefetch(tenant, name)
+	h.n.record(store.ChangeFunction, tenant, name)
 }
 
 func (h hooks) TenantDeleted(tenant string) {
 	h.n.catalog.InvalidateTenant(tenant)
 	h.n.handler.DropTenant(tenant)
+	h.n.record(store.ChangeTenant, tenant, "")
 }
 
 // ID is the node's id.

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/mongo"
@@ -59,6 +60,7 @@ type Store struct {
 	maxBackoff time.Duration // cap of the jittered wait between append attempts
 	heads      sync.Map      // "tenant/name" -> headHint: the last head seen
 	locks      *keyedLocks   // serialise this process's writers of one function
+	changeHint atomic.Int64  // the last change sequence this Store saw
 }
 
 // Connect connects to the database at uri, checks it answers, and creates the
