@@ -8,7 +8,7 @@ ARGS    ?=
 export TESTCONTAINERS_RYUK_DISABLED ?= true
 export TESTCONTAINERS_HOST_OVERRIDE ?= localhost
 
-.PHONY: all build run test unit integration vet docker clean-containers bench
+.PHONY: all build run test unit integration vet docker clean-containers bench cluster cluster-down cluster-status
 
 all: build
 
@@ -44,3 +44,14 @@ clean-containers:
 ## bench: latency benchmarks against same-run baselines (not part of make test)
 bench: docker
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 20m ./bench/
+
+## cluster: a local cluster on this engine: wharf store, two nodes in containers, HAProxy (deploy/local)
+cluster: docker
+	$(GO) run ./deploy/local/cmd/wharf-cluster up $(ARGS)
+
+## cluster-down: drain the local cluster's nodes and remove everything it created
+cluster-down:
+	$(GO) run ./deploy/local/cmd/wharf-cluster down $(ARGS)
+
+cluster-status:
+	$(GO) run ./deploy/local/cmd/wharf-cluster status $(ARGS)
