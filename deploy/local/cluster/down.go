@@ -89,7 +89,7 @@ func Down(ctx context.Context, name, dataRoot string, log io.Writer) error {
 		}
 	}
 	if dataRoot != "" {
-		if err := removeDataRoot(dataRoot, name); err != nil {
+		if err := RemoveDataRoot(dataRoot, name); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -137,7 +137,9 @@ func removeNodeObjects(ctx context.Context, nodeID string) error {
 	return eng.RemoveNetwork(ctx, "wharf-"+nodeID)
 }
 
-func removeDataRoot(root, name string) error {
+// RemoveDataRoot deletes a cluster's data root, only if it holds the marker
+// file cluster name wrote there; a missing root is not an error.
+func RemoveDataRoot(root, name string) error {
 	b, err := os.ReadFile(filepath.Join(root, markerFile))
 	if errors.Is(err, os.ErrNotExist) {
 		if _, serr := os.Stat(root); errors.Is(serr, os.ErrNotExist) {

@@ -130,7 +130,11 @@ func down(ctx context.Context, args []string) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()
-	return cluster.Down(ctx, *name, "", os.Stdout)
+	if err := cluster.Down(ctx, *name, "", os.Stdout); err != nil {
+		return err
+	}
+	// A start that failed before any container existed leaves only its data root.
+	return cluster.RemoveDataRoot(filepath.Join(defaultBase, *name), *name)
 }
 
 func status(ctx context.Context, args []string) error {
