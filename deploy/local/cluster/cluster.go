@@ -417,9 +417,6 @@ func (c *Cluster) startLB(ctx context.Context) error {
 	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
 		return err
 	}
-	if err := os.Chmod(c.DataRoot, 0o711); err != nil {
-		return err
-	}
 	req := c.request(RoleLB, "lb", c.LBImage, []string{path + ":/etc/haproxy/haproxy.cfg:ro"})
 	req.WaitingFor = waitFunc(c.opts.readyTimeout, func(ctx context.Context) error {
 		_, err := c.Servers(ctx)

@@ -117,8 +117,8 @@ Try it:
       -d '{"code":"module.exports = function (ctx, cb) { cb(null, {hello: ctx.query.name || \"world\", host: require(\"os\").hostname()}) }"}'
   curl -s '%s/run/acme/hello?name=wharf'
 
-Remove it all with: make cluster-down
-`, c.DataRoot, c.AdminToken, c.URL, c.URL, c.URL)
+Remove it all with: %s
+`, c.DataRoot, c.AdminToken, c.URL, c.URL, c.URL, downCommand(c.Name))
 	return nil
 }
 
@@ -205,4 +205,11 @@ func (progress) Write(p []byte) (int, error) {
 		}
 	}
 	return len(p), nil
+}
+
+func downCommand(name string) string {
+	if name == "local" {
+		return "make cluster-down"
+	}
+	return fmt.Sprintf("make cluster-down ARGS=\"-name %s\"", name)
 }
