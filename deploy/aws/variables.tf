@@ -104,6 +104,11 @@ variable "listen_port" {
   description = "Port wharf serve listens on (only the load balancer reaches it)."
   type        = number
   default     = 8080
+
+  validation {
+    condition     = var.listen_port >= 1024 && var.listen_port <= 65535
+    error_message = "listen_port: 1024 to 65535."
+  }
 }
 
 variable "wharf_settings" {
@@ -123,6 +128,11 @@ variable "shutdown_timeout" {
   description = "How long a draining node lets in-flight requests finish (wharf --shutdown-timeout), in seconds."
   type        = number
   default     = 30
+
+  validation {
+    condition     = var.shutdown_timeout >= 1 && var.shutdown_timeout <= 150
+    error_message = "shutdown_timeout: 1 to 150 seconds (wharf.service gives a stop 180 s in all, container removal included)."
+  }
 }
 
 # Secrets in SSM Parameter Store
@@ -247,12 +257,22 @@ variable "deregistration_delay" {
   description = "Seconds the ALB lets requests in flight finish on a node leaving the target group."
   type        = number
   default     = 30
+
+  validation {
+    condition     = var.deregistration_delay >= 0 && var.deregistration_delay <= 3600
+    error_message = "deregistration_delay: 0 to 3600 seconds."
+  }
 }
 
 variable "idle_timeout" {
   description = "ALB idle timeout in seconds: above the longest function timeout (wharf --max-function-timeout, 5 min by default)."
   type        = number
   default     = 330
+
+  validation {
+    condition     = var.idle_timeout >= 60 && var.idle_timeout <= 4000
+    error_message = "idle_timeout: 60 to 4000 seconds."
+  }
 }
 
 variable "container_blocked_cidrs" {
@@ -273,6 +293,11 @@ variable "builder_count" {
   description = "Instances running `wharf builder` alone (module builds off the serving nodes). 0: no builder group."
   type        = number
   default     = 0
+
+  validation {
+    condition     = var.builder_count >= 0 && floor(var.builder_count) == var.builder_count
+    error_message = "builder_count: a whole number, 0 or more."
+  }
 }
 
 variable "builder_instance_type" {
