@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -492,4 +494,79 @@ func (p progressLog) Write(b []byte) (int, error) {
 		}
 	}
 	return len(b), nil
+}
+
+// Invariant: with tenant affinity (HAProxy hashing the tenant in the path,
+// consistently), each tenant's webhooks all reach one node, so the cluster
+// holds one container per tenant instead of one per tenant and node; when
+// that node dies its tenants move to the other node and are served there.
+func TestClusterTenantAffinity(t *testing.T) {
+	t.Setenv("TESTCONTAINERS_RYUK_DISABLED", "true")
+	t.Setenv("TESTCONTAINERS_HOST_OVERRIDE", "localhost")
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	defer cancel()
+	c, err := cluster.Run(ctx, cluster.WithTenantAffinity(), cluster.WithLog(progressLog{t}),
+		cluster.WithHealthCheck(cluster.HealthCheck{Interval: 200 * time.Millisecond, Fall: 2, Rise: 2}))
+	cluster.CleanupCluster(t, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tenants := []string{"t-a", "t-b", "t-c", "t-d", "t-e", "t-f"}
+	hostOf := map[string]string{}
+	perNode := map[string]int{}
+	for _, tenant := range tenants {
+		tok := clCreateTenant(t, c.URL, c.AdminToken, tenant)
+		clDeploy(t, c.URL, tok, tenant, "who", `module.exports = (ctx, cb) => cb(null, {v: 1, host: require('os').hostname()})`, nil)
+		// The legacy alias /api/run/<tenant>/... hashes like /run/<tenant>/...
+		for i := range 12 {
+			url := c.URL + "/run/" + tenant + "/who"
+			if i%2 == 1 {
+				url = c.URL + "/api/run/" + tenant + "/who"
+			}
+			h := clWho(t, url).Host
+			if hostOf[tenant] == "" {
+				hostOf[tenant] = h
+			} else if h != hostOf[tenant] {
+				t.Fatalf("tenant %s reached two containers through the LB: %s and %s", tenant, hostOf[tenant], h)
+			}
+		}
+		perNode[containerLabel(t, hostOf[tenant], "wharf.node")]++
+	}
+	t.Logf("tenants per node: %v", perNode)
+	// Only the tenant's own node has a container for it: one per tenant in the cluster.
+	for _, n := range c.Nodes() {
+		owned := 0
+		files, err := filepath.Glob(filepath.Join(c.DataRoot, n.ID, "containers", "*", "owner"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range files {
+			if b, err := os.ReadFile(f); err == nil && strings.HasPrefix(string(b), "t-") {
+				owned++
+			}
+		}
+		if owned != perNode[n.ID] {
+			t.Errorf("node %s holds %d tenant containers, want %d", n.ID, owned, perNode[n.ID])
+		}
+	}
+
+	// The node of t-a dies: its tenants are served by the other node.
+	var victim *cluster.Node
+	for _, n := range c.Nodes() {
+		if n.ID == containerLabel(t, hostOf["t-a"], "wharf.node") {
+			victim = n
+		}
+	}
+	if err := victim.Kill(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.WaitServer(ctx, victim.ID, false, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	for _, tenant := range tenants {
+		w := clWho(t, c.URL+"/run/"+tenant+"/who")
+		if containerLabel(t, w.Host, "wharf.node") == victim.ID {
+			t.Fatalf("tenant %s still served by the dead node", tenant)
+		}
+	}
 }

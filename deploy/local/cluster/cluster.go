@@ -84,6 +84,7 @@ type options struct {
 	runtimeImage string
 	log          io.Writer
 	readyTimeout time.Duration
+	affinity     bool
 }
 
 // Option customises Run.
@@ -130,6 +131,10 @@ func WithSourceDir(dir string) Option { return func(o *options) { o.sourceDir = 
 // WithRuntimeImage makes the nodes run tenant code in an existing image
 // instead of the FROM-scratch runtime image built from this host's node.
 func WithRuntimeImage(tag string) Option { return func(o *options) { o.runtimeImage = tag } }
+
+// WithTenantAffinity has HAProxy route each tenant to one node (consistent
+// hashing) instead of round robin.
+func WithTenantAffinity() Option { return func(o *options) { o.affinity = true } }
 
 // WithLog receives progress lines and build output (default: discarded).
 func WithLog(w io.Writer) Option { return func(o *options) { o.log = w } }
@@ -408,7 +413,7 @@ func (c *Cluster) startLB(ctx context.Context) error {
 		backends = append(backends, Backend{Name: n.ID, Addr: strings.TrimPrefix(n.URL, "http://")})
 	}
 	cfg, err := HAProxyConfig(HAProxySpec{Listen: c.opts.listen, StatsListen: c.opts.statsListen,
-		Backends: backends, Check: c.opts.check})
+		Backends: backends, Check: c.opts.check, TenantAffinity: c.opts.affinity})
 	if err != nil {
 		return err
 	}

@@ -65,6 +65,11 @@ type HAProxySpec struct {
 	Backends      []Backend
 	Check         HealthCheck
 	ServerTimeout time.Duration // longest request: above --max-function-timeout
+	// TenantAffinity routes each tenant's webhooks to one node (consistent
+	// hashing on the tenant in /run/<tenant> and /api/run/<tenant>), so a
+	// tenant has one container in the cluster instead of one per node; when
+	// its node leaves, its tenants move to the others. Default: round robin.
+	TenantAffinity bool
 }
 
 // HAProxyConfig renders haproxy.cfg. The choices that matter:
@@ -126,7 +131,12 @@ func HAProxyConfig(s HAProxySpec) (string, error) {
 	p("    default_backend nodes")
 	p("")
 	p("backend nodes")
-	p("    balance roundrobin")
+	if s.TenantAffinity {
+		p("    balance hash path,regsub(^/api/run/,/run/),field(3,/)")
+		p("    hash-type consistent")
+	} else {
+		p("    balance roundrobin")
+	}
 	p("    # Replaying a request that reached a node is safe only for GET and HEAD.")
 	p("    http-request disable-l7-retry if !METH_GET")
 	p("    option httpchk GET /readyz")

@@ -52,17 +52,38 @@ func TestHAProxyConfig(t *testing.T) {
 			t.Errorf("config lacks %q:\n%s", want, cfg)
 		}
 	}
-	// HAProxy itself accepts it, when it is installed.
-	if bin, err := findHAProxy(); err == nil {
-		path := filepath.Join(t.TempDir(), "haproxy.cfg")
-		if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		if out, err := exec.Command(bin, "-c", "-f", path).CombinedOutput(); err != nil {
-			t.Fatalf("haproxy -c rejects the config: %v\n%s", err, out)
-		}
-	} else {
+	if !strings.Contains(cfg, "balance roundrobin\n") || strings.Contains(cfg, "balance hash") {
+		t.Errorf("default balancing is not round robin:\n%s", cfg)
+	}
+	haproxyCheck(t, cfg)
+
+	s := spec()
+	s.TenantAffinity = true
+	cfg, err = HAProxyConfig(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(cfg, "balance hash path,regsub(^/api/run/,/run/),field(3,/)\n    hash-type consistent\n") ||
+		strings.Contains(cfg, "roundrobin") {
+		t.Errorf("tenant affinity config:\n%s", cfg)
+	}
+	haproxyCheck(t, cfg)
+}
+
+// haproxyCheck has HAProxy itself validate cfg, when it is installed.
+func haproxyCheck(t *testing.T, cfg string) {
+	t.Helper()
+	bin, err := findHAProxy()
+	if err != nil {
 		t.Log("haproxy not installed: config not checked by haproxy -c")
+		return
+	}
+	path := filepath.Join(t.TempDir(), "haproxy.cfg")
+	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command(bin, "-c", "-f", path).CombinedOutput(); err != nil {
+		t.Fatalf("haproxy -c rejects the config: %v\n%s", err, out)
 	}
 }
 

@@ -70,6 +70,7 @@ func up(ctx context.Context, args []string) error {
 	stats := fs.String("stats", "127.0.0.1:9081", "HAProxy stats page and /metrics")
 	nodes := fs.Int("nodes", 2, "Wharf nodes")
 	pool := fs.Int("pool-size", 2, "warm containers per node")
+	affinity := fs.Bool("tenant-affinity", false, "route each tenant to one node (consistent hashing) instead of round robin")
 	verbose := fs.Bool("v", false, "print build output")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -83,9 +84,13 @@ func up(ctx context.Context, args []string) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, 20*time.Minute)
 	defer cancel()
-	c, err := cluster.Run(ctx, cluster.WithName(*name), cluster.WithDataRoot(*root), cluster.WithNodes(*nodes),
+	opts := []cluster.Option{cluster.WithName(*name), cluster.WithDataRoot(*root), cluster.WithNodes(*nodes),
 		cluster.WithListen(*listen, *stats), cluster.WithLog(logw),
-		cluster.WithNodeEnv(map[string]string{"WHARF_POOL_SIZE": fmt.Sprint(*pool)}))
+		cluster.WithNodeEnv(map[string]string{"WHARF_POOL_SIZE": fmt.Sprint(*pool)})}
+	if *affinity {
+		opts = append(opts, cluster.WithTenantAffinity())
+	}
+	c, err := cluster.Run(ctx, opts...)
 	if err != nil {
 		if c != nil {
 			fmt.Fprintln(os.Stderr, "start failed; removing what was started")
