@@ -58,6 +58,7 @@ type Config struct {
 
 	// Observability
 	MetricsTenantLabel bool
+	DebugListen        string
 
 	ConfigFile string
 }
@@ -121,6 +122,7 @@ func FlagSet(cmd string, c *Config, out io.Writer) *flag.FlagSet {
 		fs.IntVar(&c.MaxContainers, "max-containers", 0, "tenant containers on this node; 0 derives it from memory (80% of RAM / --container-memory)")
 		dur(&c.IdleTimeout, "idle-timeout", 15*time.Minute, "a tenant idle this long loses its container (0: never)")
 		dur(&c.MaxLifetime, "max-lifetime", 24*time.Hour, "a container retires after this long and is replaced on the next request (0: never)")
+		str(&c.DebugListen, "debug-listen", "", "address of a pprof debug listener (keep it on loopback); empty: none")
 		fs.BoolVar(&c.MetricsTenantLabel, "metrics-tenant-label", false, "label request metrics with the tenant (small installations only: one series per tenant)")
 		size(&c.ContainerMemory, "container-memory", 128<<20, "memory limit per container (no swap)")
 		fs.Float64Var(&c.ContainerCPUs, "container-cpus", 0.5, "CPU quota per container, in CPUs")

@@ -100,6 +100,9 @@ func Start(ctx context.Context, cfg config.Config, eng engine.Engine, logger *sl
 	if err := n.startContainers(ctx); err != nil {
 		return nil, err
 	}
+	if err := n.startDebug(); err != nil {
+		return nil, fmt.Errorf("debug listener: %w", err)
+	}
 	n.startHTTP()
 	return n, nil
 }

@@ -119,9 +119,11 @@ func New(cfg Config, fns Functions, ctr Containers, logger *slog.Logger) *Proxy 
 	}
 	p := &Proxy{cfg: cfg, fns: fns, ctr: ctr, log: logger.With("component", "proxy"), tr: tr}
 	p.rp = &httputil.ReverseProxy{
-		Transport:     tr,
-		Rewrite:       func(*httputil.ProxyRequest) {}, // the outgoing request is built in serve
-		FlushInterval: -1,                              // stream responses as they come
+		Transport: tr,
+		Rewrite:   func(*httputil.ProxyRequest) {}, // the outgoing request is built in serve
+		// 0 buffers ordinary responses; ReverseProxy still flushes streaming
+		// ones (event streams, unknown length) at once.
+		FlushInterval: 0,
 		ErrorHandler:  p.proxyError,
 		ModifyResponse: func(resp *http.Response) error {
 			if cl, ok := resp.Request.Context().Value(ctxKey{}).(*call); ok {
