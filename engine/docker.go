@@ -3,6 +3,7 @@ package engine
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -196,6 +197,22 @@ const (
 	optICC        = "com.docker.network.bridge.enable_icc"
 	optBridgeName = "com.docker.network.bridge.name"
 )
+
+func (d *Docker) ContainerStats(ctx context.Context, id string) (ContainerStats, error) {
+	r, err := d.cli.ContainerStatsOneShot(ctx, id)
+	if err != nil {
+		return ContainerStats{}, fmt.Errorf("stats of container %s: %w", short(id), mapNotFound(err))
+	}
+	defer r.Body.Close()
+	var s container.StatsResponse
+	if err := json.NewDecoder(r.Body).Decode(&s); err != nil {
+		return ContainerStats{}, fmt.Errorf("stats of container %s: %w", short(id), err)
+	}
+	return ContainerStats{
+		Pids: int64(s.PidsStats.Current), PidsLimit: int64(s.PidsStats.Limit),
+		MemoryBytes: int64(s.MemoryStats.Usage), MemoryLimit: int64(s.MemoryStats.Limit),
+	}, nil
+}
 
 func (d *Docker) EnsureNetwork(ctx context.Context, s NetworkSpec) (string, error) {
 	if n, err := d.cli.NetworkInspect(ctx, s.Name, network.InspectOptions{}); err == nil {

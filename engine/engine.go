@@ -69,6 +69,14 @@ type ContainerInfo struct {
 	Created   time.Time
 }
 
+// ContainerStats is a container's resource use at one moment.
+type ContainerStats struct {
+	Pids        int64 // processes and threads
+	PidsLimit   int64 // 0 when unknown or unlimited
+	MemoryBytes int64
+	MemoryLimit int64
+}
+
 // NetworkSpec describes a bridge network Wharf owns.
 type NetworkSpec struct {
 	Name   string
@@ -107,6 +115,8 @@ type Engine interface {
 	ListContainers(ctx context.Context, labels map[string]string) ([]ContainerInfo, error)
 	// ContainerLogs returns the container's stdout and stderr, demultiplexed.
 	ContainerLogs(ctx context.Context, id string) (stdout, stderr []byte, err error)
+	// ContainerStats samples a container's resource use once, without waiting.
+	ContainerStats(ctx context.Context, id string) (ContainerStats, error)
 
 	// EnsureNetwork creates the network if missing and returns its id; an
 	// existing one that differs from spec is an ErrNetworkMismatch.

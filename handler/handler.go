@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"github.com/wharfhq/wharf/catalog"
+	"github.com/wharfhq/wharf/engine"
 	"github.com/wharfhq/wharf/errs"
 	"github.com/wharfhq/wharf/pool"
 )
@@ -32,6 +34,13 @@ type Config struct {
 	ColdStartTimeout time.Duration
 	// Probe checks a runner after a timeout; default pool.HTTPProbe.
 	Probe func(ctx context.Context, ip string) error
+	// Stats samples a container's resource use (the engine's), for the
+	// watchdog and the check after a timeout; nil disables both.
+	Stats func(ctx context.Context, id string) (engine.ContainerStats, error)
+	// PidsLimit is the containers' pids limit, when the engine reports none.
+	PidsLimit int64
+	// Backoff slows down tenants whose containers keep dying; zero: DefaultBackoff.
+	Backoff Backoff
 }
 
 // Assignment is a tenant's container.
@@ -61,6 +70,7 @@ type Handler struct {
 	closed   bool
 	sf       singleflight.Group
 	wg       sync.WaitGroup // background discards and probes
+	deaths   *deathLog
 
 	coldStarts atomic.Int64
 }
@@ -73,8 +83,11 @@ func New(p Pool, cfg Config, logger *slog.Logger) *Handler {
 	if cfg.Probe == nil {
 		cfg.Probe = pool.HTTPProbe
 	}
+	if cfg.Backoff == (Backoff{}) {
+		cfg.Backoff = DefaultBackoff
+	}
 	return &Handler{pool: p, cfg: cfg, log: logger.With("component", "handler"),
-		byTenant: map[string]*Assignment{}, byID: map[string]*Assignment{}}
+		byTenant: map[string]*Assignment{}, byID: map[string]*Assignment{}, deaths: newDeathLog(cfg.Backoff)}
 }
 
 // ErrClosed is returned once the handler is shutting down.
@@ -98,6 +111,10 @@ func (h *Handler) Acquire(ctx context.Context, tenant string) (a *Assignment, co
 	if a := h.current(tenant); a != nil {
 		a.lastUsed.Store(time.Now().UnixNano())
 		return a, false, nil
+	}
+	if wait := h.deaths.delay(tenant, time.Now()); wait > 0 {
+		return nil, true, errs.Unavailable("tenant_backoff", int(math.Ceil(wait.Seconds())), nil,
+			"This tenant's containers failed repeatedly; a new one is available in %s.", wait.Round(time.Second))
 	}
 	ch := h.sf.DoChan(tenant, func() (any, error) { return h.claim(tenant) })
 	select {
@@ -185,12 +202,14 @@ func (h *Handler) Provision(a *Assignment, fn *catalog.Function) error {
 // reset, runner gone): the tenant's next request gets a fresh one.
 func (h *Handler) Fail(a *Assignment, reason string) {
 	if h.drop(a) {
+		h.deaths.record(a.Tenant, time.Now())
 		h.log.Warn("container dropped", "tenant", a.Tenant, "container", a.C.Name, "reason", reason)
 	}
 }
 
-// Suspect checks a's runner after a request timed out; a runner that does not
-// answer its probe (a blocked event loop) has its container replaced.
+// Suspect checks a's container after a request timed out; a runner that does
+// not answer its probe (a blocked event loop) or a container at its pids
+// limit has its container replaced.
 func (h *Handler) Suspect(a *Assignment) {
 	if a.gone.Load() {
 		return
@@ -198,11 +217,7 @@ func (h *Handler) Suspect(a *Assignment) {
 	h.wg.Add(1)
 	go func() {
 		defer h.wg.Done()
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		defer cancel()
-		if err := h.cfg.Probe(ctx, a.C.IP); err != nil {
-			h.Fail(a, "runner unresponsive after a timeout: "+err.Error())
-		}
+		h.afterTimeout(a)
 	}()
 }
 
@@ -227,6 +242,7 @@ func (h *Handler) DropTenant(tenant string) {
 	if a != nil && h.drop(a) {
 		h.log.Info("container removed with its tenant", "tenant", tenant, "container", a.C.Name)
 	}
+	h.deaths.forget(tenant)
 }
 
 // drop unmaps a and removes its container in the background. Only the first
