@@ -54,8 +54,8 @@ func TestSaturated(t *testing.T) {
 		{57, 64, 64, false},
 		{58, 64, 64, true}, // 90%
 		{64, 64, 64, true},
-		{58, 0, 64, true}, // the engine reports no limit: the configured one counts
-		{58, 0, 0, false}, // no limit known at all
+		{58, 0, 64, true},  // the engine reports no limit: the configured one counts
+		{58, 0, 0, false},  // no limit known at all
 		{30, 32, 64, true}, // the engine's own limit wins
 	}
 	for _, tt := range tests {
