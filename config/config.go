@@ -49,6 +49,8 @@ type Config struct {
 	MaxTimeout      time.Duration
 	MaxBody         ByteSize
 	MaxCode         ByteSize
+
+	Isolation // isolation.go
 }
 
 // ByteSize is a size flag accepting "128m", "1g", "4096".
@@ -115,6 +117,7 @@ func FlagSet(cmd string, c *Config, out io.Writer) *flag.FlagSet {
 		dur(&c.MaxTimeout, "max-function-timeout", 5*time.Minute, "largest timeout a function may set")
 		size(&c.MaxBody, "max-body", 6<<20, "largest request body a function accepts")
 		size(&c.MaxCode, "max-code", 1<<20, "largest function code accepted")
+		isolationFlags(fs, &c.Isolation)
 	}
 	fs.VisitAll(func(f *flag.Flag) { f.Usage += " [$" + EnvName(f.Name) + "]" })
 	return fs
@@ -204,6 +207,7 @@ func (c Config) Validate(cmd string) error {
 		if c.AdminToken != "" && len(c.AdminToken) < 16 {
 			bad("--admin-token must be at least 16 characters")
 		}
+		c.Isolation.validate(bad)
 	}
 	if len(problems) > 0 {
 		return errors.New("invalid configuration: " + strings.Join(problems, "; "))

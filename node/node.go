@@ -26,6 +26,7 @@ import (
 	"github.com/wharfhq/wharf/engine"
 	"github.com/wharfhq/wharf/handler"
 	"github.com/wharfhq/wharf/images"
+	"github.com/wharfhq/wharf/netpolicy"
 	"github.com/wharfhq/wharf/pool"
 	"github.com/wharfhq/wharf/proxy"
 	"github.com/wharfhq/wharf/secretbox"
@@ -51,6 +52,8 @@ type Node struct {
 	echo    *echo.Echo
 	srv     *http.Server
 	ln      net.Listener
+
+	firewall *netpolicy.Firewall // nil with --firewall=false
 
 	// GeneratedAdminToken is set when this start created the admin token; the
 	// caller prints it once. It is never logged.
@@ -194,10 +197,14 @@ func (n *Node) prepareImage(ctx context.Context) error {
 
 func (n *Node) startContainers(ctx context.Context) error {
 	n.network = "wharf-" + n.id
-	if _, err := n.eng.EnsureNetwork(ctx, engine.NetworkSpec{
-		Name: n.network, Isolated: true,
-		Labels: map[string]string{engine.LabelNode: n.id, engine.LabelRole: "network"},
-	}); err != nil {
+	profile, err := seccompProfile(n.cfg.SeccompProfile)
+	if err != nil {
+		return err
+	}
+	if err := n.startFirewall(ctx); err != nil {
+		return err
+	}
+	if err := n.ensureNetwork(ctx); err != nil {
 		return err
 	}
 	n.onStop(func(ctx context.Context) {
@@ -206,7 +213,6 @@ func (n *Node) startContainers(ctx context.Context) error {
 			n.log.Warn("remove network", "err", err)
 		}
 	})
-	var err error
 	n.pool, err = pool.New(pool.Config{
 		NodeID: n.id, Image: n.image.Tag, ImageHash: n.image.Hash, Network: n.network,
 		Root: filepath.Join(n.cfg.DataDir, "containers"), ModulesDir: filepath.Join(n.cfg.DataDir, "modules"),
@@ -215,7 +221,7 @@ func (n *Node) startContainers(ctx context.Context) error {
 			MemoryBytes: int64(n.cfg.ContainerMemory), NanoCPUs: n.cfg.NanoCPUs(), PidsLimit: n.cfg.ContainerPids,
 			NoFile: n.cfg.ContainerNoFile, TmpfsBytes: int64(n.cfg.ContainerTmpfs),
 		},
-		Runtime: n.cfg.ContainerRuntime,
+		Runtime: n.cfg.ContainerRuntime, SeccompProfile: profile,
 	}, n.eng, n.log)
 	if err != nil {
 		return err
@@ -230,15 +236,23 @@ func (n *Node) startContainers(ctx context.Context) error {
 		n.bg.Wait()
 		n.pool.Drain(ctx)
 	})
-	n.bg.Add(2)
+	n.handler = handler.New(n.pool, handler.Config{Stats: n.eng.ContainerStats, PidsLimit: n.cfg.ContainerPids}, n.log)
+	n.bg.Add(4)
 	go func() { defer n.bg.Done(); n.pool.Run(bgctx) }()
 	go func() { defer n.bg.Done(); n.watchEvents(bgctx) }()
+	go func() { defer n.bg.Done(); n.handler.Watch(bgctx, n.cfg.HealthInterval) }()
+	go func() {
+		defer n.bg.Done()
+		if n.firewall != nil {
+			n.firewall.Watch(bgctx, 30*time.Second)
+		}
+	}()
 
-	n.handler = handler.New(n.pool, handler.Config{}, n.log)
 	n.onStop(n.handler.Close)
 	n.catalog = catalog.New(n.st, n.log)
 	n.proxy = proxy.New(proxy.Config{
 		ClaimTimeout: n.cfg.ClaimTimeout, DefaultTimeoutMS: n.cfg.FunctionTimeoutMS(), MaxBodyBytes: int64(n.cfg.MaxBody),
+		MaxResponseBytes: int64(n.cfg.MaxResponse), Tenants: n.tenantLimiter(),
 	}, n.catalog, n.handler, n.log)
 	n.onStop(func(context.Context) { n.proxy.Close() })
 	return nil

@@ -41,6 +41,8 @@ type Config struct {
 	ClaimTimeout     time.Duration // how long a request waits for a container (then 503)
 	DefaultTimeoutMS int           // function timeout when a function sets none
 	MaxBodyBytes     int64         // request body limit
+	MaxResponseBytes int64         // response body limit
+	Tenants          TenantLimiter // per-tenant requests in flight; nil: unlimited
 }
 
 // Proxy routes invocations to containers.
@@ -88,6 +90,9 @@ func New(cfg Config, fns Functions, ctr Containers, logger *slog.Logger) *Proxy 
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = 6 << 20
 	}
+	if cfg.MaxResponseBytes <= 0 {
+		cfg.MaxResponseBytes = 6 << 20
+	}
 	tr := &http.Transport{
 		DialContext:         (&net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
 		MaxIdleConns:        4096,
@@ -106,6 +111,7 @@ func New(cfg Config, fns Functions, ctr Containers, logger *slog.Logger) *Proxy 
 		ErrorHandler:  p.proxyError,
 		ErrorLog:      slog.NewLogLogger(logger.Handler(), slog.LevelDebug),
 	}
+	p.rp.ModifyResponse = p.limitResponse
 	return p
 }
 
@@ -142,6 +148,13 @@ func (p *Proxy) route(c echo.Context) error {
 		return errs.NotFound("function_not_found", "No function %q for tenant %q.", name, tenant)
 	} else if err != nil {
 		return errs.Unavailable("store_unavailable", 2, err, "The function could not be loaded; retry shortly.")
+	}
+	if p.cfg.Tenants != nil {
+		release, err := p.cfg.Tenants.Acquire(req.Context(), tenant)
+		if err != nil {
+			return err
+		}
+		defer release()
 	}
 	claimCtx, cancelClaim := context.WithTimeout(req.Context(), p.cfg.ClaimTimeout)
 	a, _, err := p.ctr.Acquire(claimCtx, tenant)
@@ -202,6 +215,8 @@ func (p *Proxy) proxyError(w http.ResponseWriter, r *http.Request, err error) {
 	switch {
 	case errors.As(err, &mbe):
 		cl.err = bodyTooLarge(mbe.Limit)
+	case errors.Is(err, errResponseTooLarge):
+		cl.err = responseTooLarge(p.cfg.MaxResponseBytes)
 	case errors.Is(cl.timeout.Err(), context.DeadlineExceeded):
 		p.ctr.Suspect(cl.a)
 		cl.err = errs.New(http.StatusGatewayTimeout, "function_timeout",
