@@ -3,6 +3,7 @@ package handler
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/wharfhq/wharf/engine"
@@ -49,7 +50,9 @@ func (h *Handler) afterTimeout(a *Assignment) {
 	if h.cfg.Stats == nil {
 		return
 	}
-	if s, err := h.cfg.Stats(ctx, a.C.ID); err == nil && saturated(s, h.cfg.PidsLimit) {
+	sctx, scancel := context.WithTimeout(context.Background(), statsTimeout)
+	defer scancel()
+	if s, err := h.cfg.Stats(sctx, a.C.ID); err == nil && saturated(s, h.cfg.PidsLimit) {
 		h.Fail(a, fmt.Sprintf("%d of %d processes and threads in use after a timeout", s.Pids, max(s.PidsLimit, h.cfg.PidsLimit)))
 	}
 }
@@ -71,19 +74,19 @@ func (h *Handler) Watch(ctx context.Context, interval time.Duration) {
 			return
 		case <-t.C:
 		}
+		live := h.assignments()
+		stats := h.sample(ctx, live)
 		seen := map[*Assignment]bool{}
-		for _, a := range h.assignments() {
+		for i, a := range live {
 			seen[a] = true
-			cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-			s, err := h.cfg.Stats(cctx, a.C.ID)
-			cancel()
-			if err != nil {
+			if stats[i] == nil {
 				continue // gone (the event watcher handles it) or the engine is slow: no verdict
 			}
-			n, replace := watchVerdict(strikes[a], saturated(s, h.cfg.PidsLimit))
+			n, replace := watchVerdict(strikes[a], saturated(*stats[i], h.cfg.PidsLimit))
 			strikes[a] = n
 			if replace {
-				h.Fail(a, fmt.Sprintf("%d of %d processes and threads in use for %d checks", s.Pids, max(s.PidsLimit, h.cfg.PidsLimit), n))
+				h.Fail(a, fmt.Sprintf("%d of %d processes and threads in use for %d checks",
+					stats[i].Pids, max(stats[i].PidsLimit, h.cfg.PidsLimit), n))
 			}
 		}
 		for a := range strikes {
@@ -92,6 +95,37 @@ func (h *Handler) Watch(ctx context.Context, interval time.Duration) {
 			}
 		}
 	}
+}
+
+// statsTimeout bounds one stats sample. Docker answers a one-shot stats
+// request at its collector's next tick, up to a second later.
+const statsTimeout = 3 * time.Second
+
+// maxSampling bounds concurrent stats requests. They are concurrent because
+// each mostly waits for the engine's tick: a round costs about a second
+// whether it samples one container or many.
+const maxSampling = 32
+
+// sample reads the stats of every assignment, concurrently; nil where a
+// sample failed.
+func (h *Handler) sample(ctx context.Context, as []*Assignment) []*engine.ContainerStats {
+	out := make([]*engine.ContainerStats, len(as))
+	sem := make(chan struct{}, maxSampling)
+	var wg sync.WaitGroup
+	for i, a := range as {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			cctx, cancel := context.WithTimeout(ctx, statsTimeout)
+			defer cancel()
+			if s, err := h.cfg.Stats(cctx, a.C.ID); err == nil {
+				out[i] = &s
+			}
+		}()
+	}
+	wg.Wait()
+	return out
 }
 
 // assignments returns the live tenant containers.
