@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"time"
 
@@ -74,6 +75,10 @@ func (d *Docker) CreateContainer(ctx context.Context, s ContainerSpec) (string, 
 	}
 	if s.Init {
 		hc.Init = &s.Init // unset keeps the daemon's default
+	}
+	if s.LogMaxBytes > 0 {
+		hc.LogConfig = container.LogConfig{Type: "json-file", Config: map[string]string{
+			"max-size": strconv.FormatInt(s.LogMaxBytes, 10), "max-file": "2"}}
 	}
 	if s.PidsLimit > 0 {
 		pl := s.PidsLimit

@@ -55,6 +55,10 @@ type ContainerSpec struct {
 	// Init runs the engine's init (tini) as PID 1: it reaps orphaned
 	// processes, which would otherwise hold PIDs of the pids limit forever.
 	Init bool
+	// LogMaxBytes caps what the engine keeps of the container's stdout and
+	// stderr on the host's disk (json-file, rotated at this size, two
+	// files); 0 keeps the engine's default logging.
+	LogMaxBytes int64
 }
 
 // ContainerInfo is what Wharf reads back about a container.

@@ -69,6 +69,13 @@ const (
   cb(null, {tmp: fill('/tmp/fill'), shm: fill('/dev/shm/fill')});
 }`
 
+	// Writes 32 MiB to stdout, which the engine keeps on the host's disk.
+	codeLogFlood = `module.exports = function (cb) {
+  const line = 'z'.repeat(1 << 20);
+  for (let i = 0; i < 32; i++) console.log(line);
+  cb(null, {written: 32 << 20});
+}`
+
 	// Tries to change its own code, the image, the module store.
 	codeWrites = `module.exports = function (ctx, cb) {
   const fs = require('fs');
@@ -231,7 +238,7 @@ func hostOf(n *wharftest.Node, tenant, fn string) string {
 func containerGone(id string) bool { return exec.Command("docker", "inspect", id).Run() != nil }
 
 // Invariant: hostile functions — a busy loop, a fork bomb, a memory bomb, a
-// disk fill, writes to code, image and module store, confinement probes,
+// disk fill, a log flood, writes to code, image and module store, confinement probes,
 // connections to a neighbour's container and to the host side of the bridge,
 // and denied syscalls — run in parallel against one node while a neighbour
 // tenant keeps answering correctly and within a small factor of its idle
@@ -250,7 +257,7 @@ func TestHostileCode(t *testing.T) {
 
 	// Every tenant and function is deployed before the clock starts.
 	tenants := map[string]string{}
-	for _, name := range []string{"neighbour", "busy", "bomb", "mem", "disk", "writer", "prober", "net-a", "net-b", "syscalls"} {
+	for _, name := range []string{"neighbour", "busy", "bomb", "mem", "disk", "logs", "writer", "prober", "net-a", "net-b", "syscalls"} {
 		tenants[name] = createTenant(t, n, name)
 		deploy(t, n, tenants[name], name, "who", whoami, nil)
 	}
@@ -258,6 +265,7 @@ func TestHostileCode(t *testing.T) {
 	deploy(t, n, tenants["bomb"], "bomb", "bomb", codeForkBomb, map[string]any{"timeout_ms": 20000})
 	deploy(t, n, tenants["mem"], "mem", "eat", codeMemoryBomb, map[string]any{"timeout_ms": 20000})
 	deploy(t, n, tenants["disk"], "disk", "fill", codeDiskFill, map[string]any{"timeout_ms": 20000})
+	deploy(t, n, tenants["logs"], "logs", "flood", codeLogFlood, map[string]any{"timeout_ms": 20000})
 	deploy(t, n, tenants["writer"], "writer", "write", codeWrites, nil)
 	deploy(t, n, tenants["prober"], "prober", "probe", codeProbes, nil)
 	deploy(t, n, tenants["net-a"], "net-a", "connect", codeConnect, map[string]any{"timeout_ms": 10000})
@@ -341,6 +349,34 @@ func TestHostileCode(t *testing.T) {
 			}
 			if h := hostOf(n, "disk", "who"); h != before {
 				t.Errorf("after filling its disk the tenant is served by %q, want its container %s still serving", h, before)
+			}
+		})
+
+		t.Run("log flood", func(t *testing.T) {
+			t.Parallel()
+			id := hostOf(n, "logs", "who")
+			expect(t, do(t, n, "GET", "/run/logs/flood", "", nil), 200)
+			out, err := exec.Command("docker", "inspect", "-f", "{{.LogPath}}", id).Output()
+			if err != nil {
+				t.Fatal(err)
+			}
+			path := strings.TrimSpace(string(out))
+			var total int64
+			eventually(t, 10*time.Second, "the engine to have written the log", func() bool {
+				total = 0
+				for _, p := range []string{path, path + ".1", path + ".2"} {
+					if st, err := os.Stat(p); err == nil {
+						total += st.Size()
+					}
+				}
+				_, rotated := os.Stat(path + ".1")
+				return rotated == nil
+			})
+			if total > 3<<20 {
+				t.Errorf("32 MiB of output left %d bytes on the host's disk, want at most about 2 MiB", total)
+			}
+			if h := hostOf(n, "logs", "who"); h != id {
+				t.Errorf("the flooding tenant's container changed: %s -> %s", id, h)
 			}
 		})
 

@@ -219,7 +219,7 @@ func (n *Node) startContainers(ctx context.Context) error {
 		Size: n.cfg.PoolSize, MaxParallel: n.cfg.PoolParallel, ReadyTimeout: n.cfg.ContainerReady,
 		Limits: pool.Limits{
 			MemoryBytes: int64(n.cfg.ContainerMemory), NanoCPUs: n.cfg.NanoCPUs(), PidsLimit: n.cfg.ContainerPids,
-			NoFile: n.cfg.ContainerNoFile, TmpfsBytes: int64(n.cfg.ContainerTmpfs),
+			NoFile: n.cfg.ContainerNoFile, TmpfsBytes: int64(n.cfg.ContainerTmpfs), LogBytes: int64(n.cfg.ContainerLogSize),
 		},
 		Runtime: n.cfg.ContainerRuntime, SeccompProfile: profile,
 	}, n.eng, n.log)

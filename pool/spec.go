@@ -14,6 +14,7 @@ type Limits struct {
 	PidsLimit   int64
 	NoFile      int64
 	TmpfsBytes  int64
+	LogBytes    int64 // stdout/stderr kept on the host's disk; 0: engine default
 }
 
 // DefaultLimits are safe for a small node: 128 MiB, half a CPU, 64 processes.
@@ -23,6 +24,7 @@ var DefaultLimits = Limits{
 	PidsLimit:   64,
 	NoFile:      1024,
 	TmpfsBytes:  16 << 20,
+	LogBytes:    1 << 20,
 }
 
 // Paths inside every runtime container.
@@ -84,5 +86,6 @@ func Spec(cfg Config, name string) engine.ContainerSpec {
 		NoFile:       l.NoFile,
 		Runtime:      cfg.Runtime,
 		Init:         true,
+		LogMaxBytes:  l.LogBytes,
 	}
 }

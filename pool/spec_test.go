@@ -57,7 +57,7 @@ func TestSpecSandbox(t *testing.T) {
 			}
 		}
 	}
-	if s.MemoryBytes <= 0 || s.NanoCPUs <= 0 || s.PidsLimit <= 0 || s.NoFile <= 0 {
+	if s.MemoryBytes <= 0 || s.NanoCPUs <= 0 || s.PidsLimit <= 0 || s.NoFile <= 0 || s.LogMaxBytes <= 0 {
 		t.Errorf("limits missing: %+v", s)
 	}
 	// Nothing of Wharf's own configuration reaches the container: the runner
