@@ -1,6 +1,9 @@
 package pool
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"path/filepath"
 
@@ -44,10 +47,38 @@ func hostAppDir(root, name string) string { return filepath.Join(root, name, "ap
 // containerDir is the host directory holding everything of one container.
 func containerDir(root, name string) string { return filepath.Join(root, name) }
 
+// LabelSpec carries a hash of the settings a pooled container was created
+// with, so a restart adopts only containers matching the current ones: a new
+// seccomp profile or lower limits must not wait for old containers to die.
+const LabelSpec = "wharf.spec"
+
+// specHash hashes what a spec asks of the engine, less what differs between
+// two containers of one pool (name, labels, the app directory's path).
+func specHash(s engine.ContainerSpec) string {
+	s.Name, s.Labels = "", nil
+	mounts := make([]engine.Mount, len(s.Mounts))
+	for i, m := range s.Mounts {
+		if m.Target == AppMount {
+			m.Source = ""
+		}
+		mounts[i] = m
+	}
+	s.Mounts = mounts
+	b, _ := json.Marshal(s) // a struct of plain values always marshals
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:8])
+}
+
 // Spec returns the hardened container spec of a pooled runtime container.
 // Every pooled container is created before its tenant is known, so nothing
 // tenant-specific may appear here.
 func Spec(cfg Config, name string) engine.ContainerSpec {
+	s := spec(cfg, name)
+	s.Labels[LabelSpec] = specHash(s)
+	return s
+}
+
+func spec(cfg Config, name string) engine.ContainerSpec {
 	l := cfg.Limits
 	sec := []string{"no-new-privileges"}
 	if cfg.SeccompProfile != "" {

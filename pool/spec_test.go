@@ -1,9 +1,12 @@
 package pool
 
 import (
+	"context"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/wharfhq/wharf/engine/enginetest"
 )
 
 // Invariant: the pooled container spec is the sandbox: every hardening setting is pinned
@@ -68,7 +71,7 @@ func TestSpecSandbox(t *testing.T) {
 			t.Errorf("unexpected variable %s in the container's environment", name)
 		}
 	}
-	if len(s.Labels) != 3 {
+	if len(s.Labels) != 4 || s.Labels[LabelSpec] == "" {
 		t.Errorf("labels %v: a pooled container knows no tenant yet", s.Labels)
 	}
 }
@@ -79,5 +82,59 @@ func TestSpecWithoutProfileKeepsEngineDefault(t *testing.T) {
 		if strings.HasPrefix(o, "seccomp=") {
 			t.Errorf("seccomp option %q without a profile", o)
 		}
+	}
+}
+
+// Invariant: containers of one configuration share the spec label whatever
+// their names; any change of what the engine is asked (profile, limits,
+// runtime) changes it, so a restart does not adopt containers created
+// under other settings.
+func TestSpecLabel(t *testing.T) {
+	cfg := testConfig(t, 1)
+	cfg.Limits = DefaultLimits
+	base := Spec(cfg, "wharf-n1-a").Labels[LabelSpec]
+	if Spec(cfg, "wharf-n1-b").Labels[LabelSpec] != base {
+		t.Fatal("two containers of one pool have different spec labels")
+	}
+	changes := map[string]func(c *Config){
+		"seccomp profile": func(c *Config) { c.SeccompProfile = `{"defaultAction":"SCMP_ACT_ERRNO"}` },
+		"memory":          func(c *Config) { c.Limits.MemoryBytes *= 2 },
+		"pids":            func(c *Config) { c.Limits.PidsLimit++ },
+		"runtime":         func(c *Config) { c.Runtime = "runsc" },
+		"modules dir":     func(c *Config) { c.ModulesDir += "-other" },
+	}
+	for what, change := range changes {
+		c := cfg
+		change(&c)
+		if Spec(c, "wharf-n1-a").Labels[LabelSpec] == base {
+			t.Errorf("a different %s keeps the spec label", what)
+		}
+	}
+}
+
+// Invariant: a restart adopts leftover pooled containers only when they were
+// created with the current settings.
+func TestReconcileSkipsOtherSpecs(t *testing.T) {
+	f := enginetest.New()
+	cfg := testConfig(t, 2)
+	p := startPool(t, cfg, f)
+	eventually(t, "pool full", func() bool { return p.Ready() == 2 })
+
+	same, err := New(cfg, f, quiet())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if adopted, _, err := same.Reconcile(context.Background()); err != nil || adopted != 2 {
+		t.Fatalf("same settings: adopted %d, %v", adopted, err)
+	}
+	stricter := cfg
+	stricter.SeccompProfile = `{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[]}`
+	other, err := New(stricter, f, quiet())
+	if err != nil {
+		t.Fatal(err)
+	}
+	adopted, removed, err := other.Reconcile(context.Background())
+	if err != nil || adopted != 0 || removed != 2 {
+		t.Fatalf("new profile: adopted %d removed %d, %v; want 0 and 2", adopted, removed, err)
 	}
 }
