@@ -61,6 +61,7 @@ type Config struct {
 	DebugListen        string
 
 	ConfigFile string
+	Isolation  // isolation.go
 }
 
 // ByteSize is a size flag accepting "128m", "1g", "4096".
@@ -136,6 +137,7 @@ func FlagSet(cmd string, c *Config, out io.Writer) *flag.FlagSet {
 		dur(&c.MaxTimeout, "max-function-timeout", 5*time.Minute, "largest timeout a function may set")
 		size(&c.MaxBody, "max-body", 6<<20, "largest request body a function accepts")
 		size(&c.MaxCode, "max-code", 1<<20, "largest function code accepted")
+		isolationFlags(fs, &c.Isolation)
 	}
 	fs.VisitAll(func(f *flag.Flag) { f.Usage += " [$" + EnvName(f.Name) + "]" })
 	return fs
@@ -242,6 +244,7 @@ func (c Config) Validate(cmd string) error {
 		if c.AdminToken != "" && len(c.AdminToken) < 16 {
 			bad("--admin-token must be at least 16 characters")
 		}
+		c.Isolation.validate(bad)
 	}
 	if len(problems) > 0 {
 		return errors.New("invalid configuration: " + strings.Join(problems, "; "))

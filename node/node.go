@@ -27,6 +27,7 @@ import (
 	"github.com/wharfhq/wharf/handler"
 	"github.com/wharfhq/wharf/images"
 	"github.com/wharfhq/wharf/metrics"
+	"github.com/wharfhq/wharf/netpolicy"
 	"github.com/wharfhq/wharf/pool"
 	"github.com/wharfhq/wharf/proxy"
 	"github.com/wharfhq/wharf/secretbox"
@@ -53,6 +54,8 @@ type Node struct {
 	echo    *echo.Echo
 	srv     *http.Server
 	ln      net.Listener
+
+	firewall *netpolicy.Firewall // nil with --firewall=false
 
 	// GeneratedAdminToken is set when this start created the admin token; the
 	// caller prints it once. It is never logged.
@@ -199,10 +202,14 @@ func (n *Node) prepareImage(ctx context.Context) error {
 
 func (n *Node) startContainers(ctx context.Context) error {
 	n.network = "wharf-" + n.id
-	if _, err := n.eng.EnsureNetwork(ctx, engine.NetworkSpec{
-		Name: n.network, Isolated: true,
-		Labels: map[string]string{engine.LabelNode: n.id, engine.LabelRole: "network"},
-	}); err != nil {
+	profile, err := seccompProfile(n.cfg.SeccompProfile)
+	if err != nil {
+		return err
+	}
+	if err := n.startFirewall(ctx); err != nil {
+		return err
+	}
+	if err := n.ensureNetwork(ctx); err != nil {
 		return err
 	}
 	n.onStop(func(ctx context.Context) {
@@ -211,7 +218,6 @@ func (n *Node) startContainers(ctx context.Context) error {
 			n.log.Warn("remove network", "err", err)
 		}
 	})
-	var err error
 	n.pool, err = pool.New(pool.Config{
 		NodeID: n.id, Image: n.image.Tag, ImageHash: n.image.Hash, Network: n.network,
 		Root: filepath.Join(n.cfg.DataDir, "containers"), ModulesDir: filepath.Join(n.cfg.DataDir, "modules"),
@@ -219,9 +225,9 @@ func (n *Node) startContainers(ctx context.Context) error {
 		MaxParallel: n.cfg.PoolParallel, ReadyTimeout: n.cfg.ContainerReady,
 		Limits: pool.Limits{
 			MemoryBytes: int64(n.cfg.ContainerMemory), NanoCPUs: n.cfg.NanoCPUs(), PidsLimit: n.cfg.ContainerPids,
-			NoFile: n.cfg.ContainerNoFile, TmpfsBytes: int64(n.cfg.ContainerTmpfs),
+			NoFile: n.cfg.ContainerNoFile, TmpfsBytes: int64(n.cfg.ContainerTmpfs), LogBytes: int64(n.cfg.ContainerLogSize),
 		},
-		Runtime: n.cfg.ContainerRuntime,
+		Runtime: n.cfg.ContainerRuntime, SeccompProfile: profile,
 	}, n.eng, n.log)
 	if err != nil {
 		return err
@@ -236,15 +242,22 @@ func (n *Node) startContainers(ctx context.Context) error {
 		n.bg.Wait()
 		n.pool.Drain(ctx)
 	})
-	n.bg.Add(2)
-	go func() { defer n.bg.Done(); n.pool.Run(bgctx) }()
-	go func() { defer n.bg.Done(); n.watchEvents(bgctx) }()
-
 	limits := handler.Limits{
 		MaxContainers: n.cfg.EffectiveMaxContainers(memTotal()),
 		IdleTimeout:   n.cfg.IdleTimeout, MaxLifetime: n.cfg.MaxLifetime,
 	}
-	n.handler = handler.New(n.pool, handler.Config{Limits: limits}, n.log)
+	n.handler = handler.New(n.pool, handler.Config{Limits: limits, Stats: n.eng.ContainerStats, PidsLimit: n.cfg.ContainerPids}, n.log)
+	n.bg.Add(4)
+	go func() { defer n.bg.Done(); n.pool.Run(bgctx) }()
+	go func() { defer n.bg.Done(); n.watchEvents(bgctx) }()
+	go func() { defer n.bg.Done(); n.handler.Watch(bgctx, n.cfg.HealthInterval) }()
+	go func() {
+		defer n.bg.Done()
+		if n.firewall != nil {
+			n.firewall.Watch(bgctx, 30*time.Second)
+		}
+	}()
+
 	n.onStop(n.handler.Close)
 	n.bg.Add(1)
 	go func() { defer n.bg.Done(); n.handler.RunReaper(bgctx) }()
@@ -256,6 +269,7 @@ func (n *Node) startContainers(ctx context.Context) error {
 	n.catalog = catalog.New(timedSource{n.st, n.metrics}, n.log)
 	n.proxy = proxy.New(proxy.Config{
 		ClaimTimeout: n.cfg.ClaimTimeout, DefaultTimeoutMS: n.cfg.FunctionTimeoutMS(), MaxBodyBytes: int64(n.cfg.MaxBody),
+		MaxResponseBytes: int64(n.cfg.MaxResponse), Tenants: n.tenantLimiter(),
 		Observer: n.metrics,
 	}, n.catalog, n.handler, n.log)
 	n.onStop(func(context.Context) { n.proxy.Close() })
