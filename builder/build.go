@@ -13,6 +13,7 @@ import (
 
 	units "github.com/docker/go-units"
 
+	"github.com/wharfhq/wharf/closure"
 	"github.com/wharfhq/wharf/images"
 	"github.com/wharfhq/wharf/npmspec"
 )
@@ -24,7 +25,7 @@ const watchInterval = time.Second
 type buildOutput struct {
 	dir     string // the build's directory; removed by cleanup
 	archive string // the packed closure, when the build succeeded
-	stats   Stats
+	stats   closure.Stats
 	log     string
 	fail    *failure
 }
@@ -135,12 +136,12 @@ func (b *Builder) build(ctx context.Context, r npmspec.Ref, log *slog.Logger) *b
 	if err != nil {
 		return transient("creating the closure file: %v", err)
 	}
-	stats, err := Pack(outDir, f, b.cfg.MaxClosure)
+	stats, err := closure.Pack(outDir, f, b.cfg.MaxClosure)
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
 	switch {
-	case errors.Is(err, ErrTooLarge):
+	case errors.Is(err, closure.ErrTooLarge):
 		out.fail = &failure{Message: fmt.Sprintf("the module's closure is larger than the limit of %s", mb(b.cfg.MaxClosure)), Permanent: true}
 		return out
 	case err != nil:

@@ -1,4 +1,9 @@
-package builder
+// Package closure owns the archive format of a built module: the
+// node_modules tree npm installed for one name@version, as a gzipped tar of
+// directories and regular files only. The builder packs it; each node's module
+// cache unpacks it. Both sides refuse anything else, so a hostile package can
+// neither smuggle a link out of the tree nor make a node write outside it.
+package closure
 
 import (
 	"archive/tar"
@@ -8,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"os"
 	"path"
 	"path/filepath"
@@ -18,16 +24,16 @@ import (
 	"github.com/wharfhq/wharf/npmspec"
 )
 
-// ClosureRoot is the one top-level directory of a closure archive.
-const ClosureRoot = "node_modules"
+// Root is the one top-level directory of a closure.
+const Root = "node_modules"
 
-// maxFiles bounds the entries of one closure, whatever their size.
-const maxFiles = 200_000
+// MaxFiles bounds the entries of one closure, whatever their size.
+const MaxFiles = 200_000
 
-// ErrTooLarge: the closure exceeds the size limit.
+// ErrTooLarge: the closure exceeds its size limit.
 var ErrTooLarge = errors.New("closure exceeds the size limit")
 
-// Stats describe a packed closure.
+// Stats describe a closure.
 type Stats struct {
 	Files    int      // regular files
 	Packages int      // package.json files at package roots
@@ -39,12 +45,13 @@ type Stats struct {
 // identical bytes (and the same sha256).
 var epoch = time.Unix(0, 0).UTC()
 
-// Pack writes root/node_modules as a gzipped tar to w: directories (0755),
-// regular files (0644, or 0755 when executable) and symlinks that stay inside
-// the tree, owned by root, in lexical order. npm's .bin directories are left
-// out (nothing runs them: there is no shell at run time). Anything else (a
-// device, a FIFO, a symlink leaving the tree) fails the build: npm never makes
-// one. It stops with ErrTooLarge once the regular files exceed limit bytes.
+// Pack writes root/node_modules as a gzipped tar to w: directories (0755)
+// and regular files (0644, or 0755 when executable), owned by root, in
+// lexical order. npm's .bin directories are left out: they hold only symlinks
+// to package scripts, and nothing runs them (there is no shell at run time).
+// npm extracts registry packages without links, so any other symlink, device
+// or FIFO fails the pack. It stops with ErrTooLarge once the regular files
+// exceed limit bytes.
 func Pack(root string, w io.Writer, limit int64) (Stats, error) {
 	var st Stats
 	peers := map[string]bool{}
@@ -53,8 +60,7 @@ func Pack(root string, w io.Writer, limit int64) (Stats, error) {
 		return st, err
 	}
 	tw := tar.NewWriter(zw)
-	base := filepath.Join(root, ClosureRoot)
-	err = filepath.WalkDir(base, func(p string, d fs.DirEntry, err error) error {
+	err = filepath.WalkDir(filepath.Join(root, Root), func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
@@ -77,24 +83,12 @@ func Pack(root string, w io.Writer, limit int64) (Stats, error) {
 		case mode.IsRegular():
 			st.Files++
 			st.Unpacked += info.Size()
-			if st.Unpacked > limit || st.Files > maxFiles {
+			if st.Unpacked > limit || st.Files > MaxFiles {
 				return ErrTooLarge
 			}
-			hdr.Typeflag, hdr.Size, hdr.Mode = tar.TypeReg, info.Size(), 0o644
-			if mode&0o111 != 0 {
-				hdr.Mode = 0o755
-			}
-		case mode&fs.ModeSymlink != 0:
-			target, err := os.Readlink(p)
-			if err != nil {
-				return err
-			}
-			if !SymlinkInside(name, target) {
-				return fmt.Errorf("symlink %s -> %s leaves the module's tree", name, target)
-			}
-			hdr.Typeflag, hdr.Linkname, hdr.Mode = tar.TypeSymlink, target, 0o777
+			hdr.Typeflag, hdr.Size, hdr.Mode = tar.TypeReg, info.Size(), fileMode(int64(mode))
 		default:
-			return fmt.Errorf("%s is neither a file, a directory nor a symlink (%v)", name, mode.Type())
+			return fmt.Errorf("%s is not a regular file or directory (%v); closures hold no links or devices", name, mode.Type())
 		}
 		if err := tw.WriteHeader(hdr); err != nil {
 			return err
@@ -107,8 +101,7 @@ func Pack(root string, w io.Writer, limit int64) (Stats, error) {
 			return err
 		}
 		defer f.Close()
-		// The container has exited: the size cannot change under us, but a
-		// short copy must still fail rather than write a corrupt archive.
+		// A short copy must fail rather than write a corrupt archive.
 		if _, err := io.CopyN(tw, f, hdr.Size); err != nil {
 			return fmt.Errorf("%s: %w", name, err)
 		}
@@ -132,24 +125,16 @@ func Pack(root string, w io.Writer, limit int64) (Stats, error) {
 	if err := zw.Close(); err != nil {
 		return st, err
 	}
-	st.Peers = slices.Sorted(func(yield func(string) bool) {
-		for p := range peers {
-			if !yield(p) {
-				return
-			}
-		}
-	})
+	st.Peers = slices.Sorted(maps.Keys(peers))
 	return st, nil
 }
 
-// SymlinkInside tells whether a symlink at name (a slash path relative to the
-// archive root) pointing at target stays inside the archive's top directory.
-func SymlinkInside(name, target string) bool {
-	if target == "" || path.IsAbs(target) || strings.Contains(target, "\\") {
-		return false
+// fileMode is 0755 for a file with any execute bit, else 0644.
+func fileMode(mode int64) int64 {
+	if mode&0o111 != 0 {
+		return 0o755
 	}
-	resolved := path.Join(path.Dir(name), target)
-	return resolved == ClosureRoot || strings.HasPrefix(resolved, ClosureRoot+"/")
+	return 0o644
 }
 
 // isManifest tells whether name is the package.json at a package's root:
