@@ -116,8 +116,7 @@ func (b *Builder) build(ctx context.Context, r npmspec.Ref, log *slog.Logger) *b
 	case ctx.Err() != nil:
 		return out // the caller knows why
 	case tooLarge.Load():
-		out.fail = &failure{Message: fmt.Sprintf("the module's closure grew past the limit of %s", mb(b.cfg.MaxClosure)), Permanent: true}
-		return out
+		return tooLargeFailure(out, b.cfg.MaxClosure)
 	case errors.Is(tctx.Err(), context.DeadlineExceeded):
 		return transient("npm install did not finish within %v", b.cfg.Timeout)
 	case waitErr != nil:
@@ -142,12 +141,18 @@ func (b *Builder) build(ctx context.Context, r npmspec.Ref, log *slog.Logger) *b
 	}
 	switch {
 	case errors.Is(err, closure.ErrTooLarge):
-		out.fail = &failure{Message: fmt.Sprintf("the module's closure is larger than the limit of %s", mb(b.cfg.MaxClosure)), Permanent: true}
-		return out
+		return tooLargeFailure(out, b.cfg.MaxClosure)
 	case err != nil:
 		return transient("packing the closure: %v", err)
 	}
 	out.archive, out.stats = archive, stats
+	return out
+}
+
+// tooLargeFailure fails a build whose closure exceeds the limit, whether the
+// watchdog stopped npm or packing found it.
+func tooLargeFailure(out *buildOutput, limit int64) *buildOutput {
+	out.fail = &failure{Message: fmt.Sprintf("the module's closure is larger than the limit of %s (--max-closure)", mb(limit)), Permanent: true}
 	return out
 }
 
