@@ -123,7 +123,6 @@ func FlagSet(cmd string, c *Config, out io.Writer) *flag.FlagSet {
 		str(&c.MongoURI, "mongo-uri", "", "MongoDB URI of the cluster's store (required)")
 		str(&c.NodeID, "node-id", "", "this builder's id (leases, container labels); default: generated once into the data dir")
 		str(&c.Image, "image", "", "runtime image to build in; empty builds the FROM-scratch image from this host's node")
-		dur(&c.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "how long SIGTERM waits for builds to hand their jobs back")
 		buildFlags(fs, cmd, &c.Build)
 	}
 	fs.VisitAll(func(f *flag.Flag) { f.Usage += " [$" + EnvName(f.Name) + "]" })

@@ -47,6 +47,7 @@ type Node struct {
 	pool    *pool.Pool
 	handler *handler.Handler
 	catalog *catalog.Catalog
+	mods    *modules
 	proxy   *proxy.Proxy
 	echo    *echo.Echo
 	srv     *http.Server
@@ -95,7 +96,13 @@ func Start(ctx context.Context, cfg config.Config, eng engine.Engine, logger *sl
 	if err := n.prepareImage(ctx); err != nil {
 		return nil, err
 	}
+	if err := n.openModules(ctx); err != nil {
+		return nil, err
+	}
 	if err := n.startContainers(ctx); err != nil {
+		return nil, err
+	}
+	if err := n.startBuilder(); err != nil {
 		return nil, err
 	}
 	n.startHTTP()
@@ -234,7 +241,7 @@ func (n *Node) startContainers(ctx context.Context) error {
 	go func() { defer n.bg.Done(); n.pool.Run(bgctx) }()
 	go func() { defer n.bg.Done(); n.watchEvents(bgctx) }()
 
-	n.handler = handler.New(n.pool, handler.Config{}, n.log)
+	n.handler = handler.New(n.pool, handler.Config{Modules: n.mods.cache}, n.log)
 	n.onStop(n.handler.Close)
 	n.catalog = catalog.New(n.st, n.log)
 	n.proxy = proxy.New(proxy.Config{
