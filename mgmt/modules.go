@@ -61,6 +61,7 @@ type moduleDetail struct {
 	Packages     int        `json:"packages,omitempty"`
 	Peers        []string   `json:"peers,omitempty"`
 	BuiltAt      *time.Time `json:"built_at,omitempty"`
+	BuiltBy      string     `json:"built_by,omitempty"` // the builder that recorded the result
 	DurationMS   int64      `json:"duration_ms,omitempty"`
 }
 
@@ -91,7 +92,7 @@ func (a *API) getModule(c echo.Context) error {
 	out := moduleDetail{Name: r.Name, Version: r.Version, Status: st.Status, Attempts: st.Attempts, Error: st.Error}
 	if res := st.Result; res != nil {
 		built := res.BuiltAt.UTC()
-		out.BuiltAt, out.DurationMS = &built, res.DurationMS
+		out.BuiltAt, out.BuiltBy, out.DurationMS = &built, res.Builder, res.DurationMS
 		if res.Status == modstore.StatusFailed {
 			out.Log = res.Log
 		} else {
