@@ -252,7 +252,7 @@ func TestKilledBuilderJobFinishedByAnother(t *testing.T) {
 	n := startNode(t, wharftest.WithArgs("--mongo-uri", uri, "--builders", "0"))
 	tok := createTenant(t, n, "acme")
 	code, st := putFn(t, n, tok, "acme", "f", "", map[string]any{
-		"code": `const _ = require('lodash'); module.exports = cb => cb(null, _.kebabCase('Killed Builder'))`,
+		"code":         `const _ = require('lodash'); module.exports = cb => cb(null, _.kebabCase('Killed Builder'))`,
 		"dependencies": map[string]string{"lodash": "4.17.21"}})
 	if code != http.StatusCreated || st.Status != "building" {
 		t.Fatalf("PUT: %d %+v", code, st)
