@@ -252,11 +252,12 @@ func (b *Builder) handle(ctx context.Context, r npmspec.Ref) {
 		return
 	}
 	if lease.GiveUp {
-		msg := fmt.Sprintf("gave up after %d attempts: %s", lease.Attempt-1, lease.Error)
-		if _, err := b.q.Complete(wctx, lease, modstore.Result{Status: modstore.StatusFailed, Error: msg, Log: lease.Log}); err != nil {
+		// The round's last attempt died without finishing: close the round.
+		msg := fmt.Sprintf("gave up after %d attempts: %s", b.q.MaxAttempts(), lease.Error)
+		if err := b.q.GiveUp(wctx, lease, msg, lease.Log); err != nil {
 			log.Warn("recording the failure failed", "err", err)
 		}
-		log.Warn("module failed for good", "err", msg)
+		log.Warn("module failed; it is built again when asked for later", "err", msg)
 		return
 	}
 
@@ -276,13 +277,20 @@ func (b *Builder) handle(ctx context.Context, r npmspec.Ref) {
 	}
 	dur := time.Since(start)
 	switch {
-	case out.fail != nil && (out.fail.Permanent || lease.Attempt >= b.q.MaxAttempts()):
+	case out.fail != nil && out.fail.Permanent:
 		if _, err := b.q.Complete(wctx, lease, modstore.Result{Status: modstore.StatusFailed, Error: out.fail.Message,
 			Log: out.log, DurationMS: dur.Milliseconds()}); err != nil {
 			log.Warn("recording the failure failed", "err", err)
 			return
 		}
 		log.Warn("module failed", "err", out.fail.Message, "duration", dur.Round(time.Millisecond))
+	case out.fail != nil && lease.LastInRound:
+		msg := fmt.Sprintf("gave up after %d attempts: %s", b.q.MaxAttempts(), out.fail.Message)
+		if err := b.q.GiveUp(wctx, lease, msg, out.log); err != nil {
+			log.Warn("recording the failure failed", "err", err)
+			return
+		}
+		log.Warn("module failed; it is built again when asked for later", "err", msg)
 	case out.fail != nil:
 		if err := b.q.Release(wctx, lease, out.fail.Message, out.log); err != nil {
 			log.Warn("releasing the lease failed", "err", err)

@@ -90,12 +90,13 @@ func (a *API) getModule(c echo.Context) error {
 		return storeError(err, nil, nil)
 	}
 	out := moduleDetail{Name: r.Name, Version: r.Version, Status: st.Status, Attempts: st.Attempts, Error: st.Error}
+	if st.Status == modstore.StatusFailed {
+		out.Log = st.Log
+	}
 	if res := st.Result; res != nil {
 		built := res.BuiltAt.UTC()
 		out.BuiltAt, out.BuiltBy, out.DurationMS = &built, res.Builder, res.DurationMS
-		if res.Status == modstore.StatusFailed {
-			out.Log = res.Log
-		} else {
+		if res.Status == modstore.StatusReady {
 			out.SHA256, out.Size, out.UnpackedSize, out.Files, out.Packages, out.Peers =
 				res.SHA256, res.Size, res.UnpackedSize, res.Files, res.Packages, res.Peers
 		}

@@ -183,7 +183,7 @@ func TestGetModule(t *testing.T) {
 	mods.set("ms@2.1.3", modstore.Status{Status: modstore.StatusReady, Attempts: 1, Result: &modstore.Result{
 		Status: modstore.StatusReady, SHA256: strings.Repeat("a", 64), Size: 100, Files: 4, Packages: 1, BuiltAt: built, Log: "added 1 package"}})
 	mods.set("@types/node@20.1.0", modstore.Status{Status: modstore.StatusBuilding, Attempts: 2, Error: "ETIMEDOUT"})
-	mods.set("nope@1.0.0", modstore.Status{Status: modstore.StatusFailed, Attempts: 1, Error: "E404", Result: &modstore.Result{
+	mods.set("nope@1.0.0", modstore.Status{Status: modstore.StatusFailed, Attempts: 1, Error: "E404", Log: "npm error 404 Not Found", Result: &modstore.Result{
 		Status: modstore.StatusFailed, Error: "E404", Log: "npm error 404 Not Found", BuiltAt: built}})
 
 	var d moduleDetail

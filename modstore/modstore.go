@@ -58,6 +58,9 @@ const (
 const (
 	DefaultMaxAttempts = 3
 	DefaultRetryDelay  = 10 * time.Second
+	// DefaultRetryFailedAfter: a registry outage fails a module for this
+	// long at least, not for good.
+	DefaultRetryFailedAfter = time.Minute
 	// ClockSkew is how much later than its expiry a lease is taken over:
 	// builders on different machines compare one clock's expiry with another's.
 	ClockSkew = 2 * time.Second
@@ -76,8 +79,11 @@ type Options struct {
 	// the package does not exist) fails at once.
 	MaxAttempts int
 	// RetryDelay is the wait before retrying after a transient failure,
-	// multiplied by the attempt number.
+	// multiplied by the round's attempt number.
 	RetryDelay time.Duration
+	// RetryFailedAfter is how long a module whose last round failed for
+	// transient reasons stays failed before a request may re-open it.
+	RetryFailedAfter time.Duration
 	// Now is the clock; default time.Now.
 	Now func() time.Time
 }
@@ -88,6 +94,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.RetryDelay <= 0 {
 		o.RetryDelay = DefaultRetryDelay
+	}
+	if o.RetryFailedAfter <= 0 {
+		o.RetryFailedAfter = DefaultRetryFailedAfter
 	}
 	if o.Now == nil {
 		o.Now = time.Now

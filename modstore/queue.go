@@ -30,6 +30,19 @@ func (s *Store) Enqueue(ctx context.Context, refs []npmspec.Ref) (sts []Status, 
 		if err != nil && !errors.Is(err, ErrNotFound) {
 			return nil, created, err
 		}
+		if err == nil && st.Status == StatusFailed && st.Result == nil && !s.now().Before(st.FailedAt.Add(s.opt.RetryFailedAfter)) {
+			// Its last round failed for transient reasons (registry down):
+			// re-open the job for a new round. Concurrent re-openers all
+			// write the same value; the builders' claims stay guarded by
+			// the lease _ids.
+			if _, err := s.jobs.UpdateOne(ctx, bson.D{{Key: "_id", Value: r.String()}},
+				bson.D{{Key: "$set", Value: bson.D{{Key: "state", Value: jobQueued}}}}); err != nil {
+				return nil, created, fmt.Errorf("modstore: re-open %s: %w", r, err)
+			}
+			created++
+			sts[i] = Status{Name: r.Name, Version: r.Version, Status: StatusBuilding, Attempts: st.Attempts}
+			continue
+		}
 		if err == nil {
 			sts[i] = st
 			continue
@@ -95,17 +108,19 @@ func (s *Store) Claim(ctx context.Context, r npmspec.Ref, holder string, ttl tim
 	if err != nil {
 		return nil, err
 	}
-	var latest *LeaseState
-	if len(leases) > 0 {
-		latest = leases[len(leases)-1].state()
-	}
+	latest := latestState(leases)
 	now := s.now()
 	action, attempt := Decide(latest, now, s.opt.MaxAttempts, s.opt.RetryDelay)
 	if action == Wait {
 		return nil, nil
 	}
+	round := 1
+	if latest != nil && !latest.GaveUp {
+		round = latest.RoundAttempts + 1
+	}
 	l := &Lease{ID: leaseID(job, attempt), Job: job, Name: r.Name, Version: r.Version, Attempt: attempt,
-		Holder: holder, GiveUp: action == GiveUp, AcquiredAt: now, ExpiresAt: now.Add(ttl)}
+		Holder: holder, GiveUp: action == GiveUp, AcquiredAt: now, ExpiresAt: now.Add(ttl),
+		LastInRound: round >= s.opt.MaxAttempts}
 	if len(leases) > 0 && action == GiveUp {
 		// The failed result carries the last error seen.
 		last := leases[len(leases)-1]
@@ -198,11 +213,23 @@ func (s *Store) Release(ctx context.Context, l *Lease, cause, log string) error 
 	return s.finish(ctx, l, cause, true, log)
 }
 
+// GiveUp ends a round whose attempts all failed for transient reasons: the
+// lease finishes as a give-up and the job is closed without a result, so the
+// module is failed now and is built again (a new round) when a request asks
+// for it after Options.RetryFailedAfter (Enqueue).
+func (s *Store) GiveUp(ctx context.Context, l *Lease, cause, log string) error {
+	l.GiveUp = true
+	return s.finish(ctx, l, cause, false, log)
+}
+
 func (s *Store) finish(ctx context.Context, l *Lease, cause string, transient bool, log string) error {
 	now := s.now()
 	set := bson.D{{Key: "finished_at", Value: now}}
 	if cause != "" {
 		set = append(set, bson.E{Key: "error", Value: cause}, bson.E{Key: "transient", Value: transient}, bson.E{Key: "log", Value: log})
+	}
+	if l.GiveUp {
+		set = append(set, bson.E{Key: "give_up", Value: true})
 	}
 	if _, err := s.leases.UpdateOne(ctx, bson.D{{Key: "_id", Value: l.ID}, {Key: "holder", Value: l.Holder}},
 		bson.D{{Key: "$set", Value: set}}); err != nil {

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -149,16 +150,20 @@ func TestLeaseExpiryHandsOver(t *testing.T) {
 }
 
 // Invariant: transient failures are retried after a growing delay up to the
-// attempt budget, keeping the last error; then the module fails for good.
-func TestTransientRetriesThenGiveUp(t *testing.T) {
+// attempt budget, keeping the last error; then the module is failed, without a
+// result, until a request after RetryFailedAfter re-opens it for a new round.
+func TestTransientRetriesThenGiveUpThenNewRound(t *testing.T) {
 	uri := startStore(t)
 	clk := &fakeClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
-	s := dial(t, uri, Options{Now: clk.Now, MaxAttempts: 2, RetryDelay: time.Second})
+	s := dial(t, uri, Options{Now: clk.Now, MaxAttempts: 2, RetryDelay: time.Second, RetryFailedAfter: time.Minute})
 	ctx := testCtx(t)
 	if _, _, err := s.Enqueue(ctx, []npmspec.Ref{ms}); err != nil {
 		t.Fatal(err)
 	}
 	l1, _ := s.Claim(ctx, ms, "A", time.Minute)
+	if l1.LastInRound {
+		t.Fatal("attempt 1 of 2 is not the last")
+	}
 	if err := s.Release(ctx, l1, "registry unreachable", "npm error ETIMEDOUT"); err != nil {
 		t.Fatal(err)
 	}
@@ -171,23 +176,64 @@ func TestTransientRetriesThenGiveUp(t *testing.T) {
 	}
 	clk.Add(time.Second)
 	l2, err := s.Claim(ctx, ms, "A", time.Minute)
-	if err != nil || l2 == nil || l2.Attempt != 2 || l2.GiveUp {
+	if err != nil || l2 == nil || l2.Attempt != 2 || l2.GiveUp || !l2.LastInRound {
 		t.Fatalf("retry claim: %+v, %v", l2, err)
 	}
-	if err := s.Release(ctx, l2, "registry unreachable again", "log 2"); err != nil {
+	// The last attempt of the round fails too: the builder gives up.
+	if err := s.GiveUp(ctx, l2, "gave up after 2 attempts: registry unreachable again", "log 2"); err != nil {
 		t.Fatal(err)
 	}
-	clk.Add(2 * time.Second)
+	for _, get := range []func() (Status, error){
+		func() (Status, error) { return s.Status(ctx, ms) },
+		func() (Status, error) { sts, err := s.States(ctx, []npmspec.Ref{ms}); return sts[0], err },
+	} {
+		st, err := get()
+		if err != nil || st.Status != StatusFailed || st.Result != nil || st.Log != "log 2" || !strings.Contains(st.Error, "again") {
+			t.Fatalf("Status after giving up = %+v, %v", st, err)
+		}
+	}
+	if jobs, _ := s.Pending(ctx, 0); len(jobs) != 0 {
+		t.Fatalf("a closed job is pending: %v", jobs)
+	}
+	// Asked for again too soon: still failed, nothing re-opened.
+	sts, created, err := s.Enqueue(ctx, []npmspec.Ref{ms})
+	if err != nil || created != 0 || sts[0].Status != StatusFailed {
+		t.Fatalf("early Enqueue = %+v, %d, %v", sts, created, err)
+	}
+	clk.Add(time.Minute)
+	sts, created, err = s.Enqueue(ctx, []npmspec.Ref{ms})
+	if err != nil || created != 1 || sts[0].Status != StatusBuilding {
+		t.Fatalf("Enqueue after RetryFailedAfter = %+v, %d, %v", sts, created, err)
+	}
 	l3, err := s.Claim(ctx, ms, "B", time.Minute)
-	if err != nil || l3 == nil || !l3.GiveUp || l3.Attempt != 3 || l3.Error != "registry unreachable again" || l3.Log != "log 2" {
-		t.Fatalf("give-up claim: %+v, %v", l3, err)
+	if err != nil || l3 == nil || l3.Attempt != 3 || l3.GiveUp || l3.LastInRound {
+		t.Fatalf("new round's claim: %+v, %v", l3, err)
 	}
-	if _, err := s.Complete(ctx, l3, Result{Status: StatusFailed, Error: l3.Error, Log: l3.Log}); err != nil {
+	if _, err := s.Complete(ctx, l3, Result{Status: StatusReady, SHA256: "x"}); err != nil {
 		t.Fatal(err)
 	}
-	st, _ = s.Status(ctx, ms)
-	if st.Status != StatusFailed || st.Error != "registry unreachable again" || st.Result == nil || st.Result.Log != "log 2" {
-		t.Fatalf("Status = %+v", st)
+	if st, _ := s.Status(ctx, ms); st.Status != StatusReady || st.Attempts != 3 {
+		t.Fatalf("after the new round: %+v", st)
+	}
+}
+
+// Invariant: when the round's last builder dies, the next claim only closes
+// the round, with the error of the attempt before.
+func TestGiveUpAfterLastBuilderDied(t *testing.T) {
+	uri := startStore(t)
+	clk := &fakeClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	s := dial(t, uri, Options{Now: clk.Now, MaxAttempts: 1})
+	ctx := testCtx(t)
+	if _, _, err := s.Enqueue(ctx, []npmspec.Ref{ms}); err != nil {
+		t.Fatal(err)
+	}
+	if l, _ := s.Claim(ctx, ms, "A", time.Minute); l == nil || !l.LastInRound {
+		t.Fatalf("claim: %+v", l)
+	}
+	clk.Add(time.Minute + ClockSkew)
+	l2, err := s.Claim(ctx, ms, "B", time.Minute)
+	if err != nil || l2 == nil || !l2.GiveUp || !strings.Contains(l2.Error, "stopped without finishing") {
+		t.Fatalf("give-up claim: %+v, %v", l2, err)
 	}
 }
 

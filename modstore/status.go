@@ -59,7 +59,7 @@ func (s *Store) status(ctx context.Context, r npmspec.Ref, full bool) (Status, e
 		return Status{}, err
 	}
 	if ok {
-		st.Status, st.Attempts, st.Error, st.Result = res.Status, res.Attempts, res.Error, &res
+		st.Status, st.Attempts, st.Error, st.Log, st.Result = res.Status, res.Attempts, res.Error, res.Log, &res
 		return st, nil
 	}
 	var job jobDoc
@@ -71,17 +71,23 @@ func (s *Store) status(ctx context.Context, r npmspec.Ref, full bool) (Status, e
 		return Status{}, fmt.Errorf("%s: %w", r, ErrNotFound)
 	}
 	st.Status = StatusBuilding
-	if full {
-		leases, err := s.leasesOf(ctx, job.ID)
-		if err != nil {
-			return Status{}, err
+	if !full && job.State != jobDone {
+		return st, nil
+	}
+	leases, err := s.leasesOf(ctx, job.ID)
+	if err != nil {
+		return Status{}, err
+	}
+	st.Attempts = len(leases)
+	for _, l := range leases {
+		if l.Error != "" {
+			st.Error = l.Error
 		}
-		st.Attempts = len(leases)
-		for _, l := range leases {
-			if l.Error != "" {
-				st.Error = l.Error
-			}
-		}
+	}
+	// Closed without a result: its last round gave up (transient failures).
+	if job.State == jobDone && len(leases) > 0 && leases[len(leases)-1].gaveUp() {
+		last := leases[len(leases)-1]
+		st.Status, st.Error, st.Log, st.FailedAt = StatusFailed, last.Error, last.Log, *last.FinishedAt
 	}
 	return st, nil
 }

@@ -39,16 +39,33 @@ type Lease struct {
 	Error     string `bson:"error,omitempty"`
 	Transient bool   `bson:"transient,omitempty"`
 	Log       string `bson:"log,omitempty"`
+
+	// LastInRound is set by Claim on the round's last attempt: a transient
+	// failure then ends the round (GiveUp) instead of releasing the job.
+	LastInRound bool `bson:"-"`
 }
 
 // Ref is the module the lease is for.
 func (l *Lease) Ref() npmspec.Ref { return npmspec.Ref{Name: l.Name, Version: l.Version} }
 
-func (l *Lease) state() *LeaseState {
+func (l *Lease) gaveUp() bool { return l.GiveUp && l.FinishedAt != nil }
+
+// latestState is Decide's view of a job's leases (in attempt order; nil when none).
+func latestState(leases []Lease) *LeaseState {
+	if len(leases) == 0 {
+		return nil
+	}
+	l := leases[len(leases)-1]
 	st := &LeaseState{Attempt: l.Attempt, ExpiresAt: l.ExpiresAt, Finished: l.FinishedAt != nil,
-		Failed: l.FinishedAt != nil && l.Transient}
+		Failed: l.FinishedAt != nil && l.Transient, GaveUp: l.gaveUp()}
 	if l.FinishedAt != nil {
 		st.FinishedAt = *l.FinishedAt
+	}
+	for i := len(leases) - 1; i >= 0; i-- {
+		if i < len(leases)-1 && leases[i].gaveUp() {
+			break
+		}
+		st.RoundAttempts++
 	}
 	return st
 }
@@ -86,11 +103,16 @@ type Status struct {
 	Version string `json:"version"`
 	Status  string `json:"status"`
 	// Attempts so far; Error is the final error (failed) or the last
-	// transient one (building).
+	// transient one (building); Log is npm's output of a failed build.
 	Attempts int    `json:"attempts"`
 	Error    string `json:"error,omitempty"`
-	// Result is set once the module is ready or failed.
+	Log      string `json:"-"`
+	// Result is set once the module is ready or failed for good; a module
+	// whose builds failed only for transient reasons has none (it is built
+	// again when asked for after RetryFailedAfter).
 	Result *Result `json:"-"`
+	// FailedAt is when a module without a result failed.
+	FailedAt time.Time `json:"-"`
 }
 
 // Final tells whether the module is ready or failed for good.
