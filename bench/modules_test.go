@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wharfhq/wharf/engine"
 	"github.com/wharfhq/wharf/integration/wharftest"
 )
 
@@ -24,6 +25,8 @@ const ms = require('ms'); const debug = require('debug'); const _ = require('lod
 const requireMS = Number(process.hrtime.bigint() - t0) / 1e6;
 module.exports = function (ctx, cb) { cb(null, {requireMS, ms: ms('1s'), c: _.chunk([1, 2], 1), d: typeof debug}) }`
 )
+
+const poolSize = 4
 
 var (
 	small3  = map[string]string{"ms": "2.1.3", "debug": "4.3.4", "escape-html": "1.0.3"}
@@ -44,6 +47,24 @@ func (n node) put(token, tenant, name, query, code string, deps map[string]strin
 	return d, st.Status
 }
 
+// containersAtMost waits until the node runs at most max containers.
+func (n node) containersAtMost(max int) {
+	eng, err := engine.NewDocker()
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	defer eng.Close()
+	deadline := time.Now().Add(time.Minute)
+	for time.Now().Before(deadline) {
+		list, err := eng.ListContainers(context.Background(), map[string]string{engine.LabelNode: n.NodeID})
+		if err == nil && len(list) <= max {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	n.t.Fatalf("the node still runs more than %d containers", max)
+}
+
 func (n node) newTenant(name string) string {
 	var out struct{ Token string }
 	_ = json.Unmarshal(n.must("POST", "/api/v1/tenants", n.AdminToken, map[string]string{"name": name}, 201), &out)
@@ -58,7 +79,7 @@ func (n node) newTenant(name string) string {
 // none, interleaved. Run with -benchtime 1x.
 func BenchmarkModules(b *testing.B) {
 	ctx := context.Background()
-	wn, err := wharftest.Run(ctx, wharftest.WithArgs("--pool-size", "4", "--log-level", "warn"))
+	wn, err := wharftest.Run(ctx, wharftest.WithArgs("--pool-size", fmt.Sprint(poolSize), "--log-level", "warn"))
 	wharftest.CleanupNode(b, wn)
 	if err != nil {
 		b.Fatal(err)
@@ -111,8 +132,10 @@ func BenchmarkModules(b *testing.B) {
 		cold := map[string]dist{}
 		required := map[string]dist{}
 		for j := 0; j < coldN; j++ {
+			var round []string
 			for _, c := range kinds {
 				name := fmt.Sprintf("cold%d-%s-%d", i, c.kind, j)
+				round = append(round, name)
 				ttok := n.newTenant(name)
 				if _, st := n.put(ttok, name, "f", "?wait=60s", c.code, c.deps, 201); st != "ready" {
 					b.Fatalf("%s: %s", name, st)
@@ -123,6 +146,12 @@ func BenchmarkModules(b *testing.B) {
 				_ = json.Unmarshal(n.must("GET", "/run/"+name+"/f", "", nil, 200), &out)
 				required[c.kind] = append(required[c.kind], time.Duration(out.RequireMS*float64(time.Millisecond)))
 			}
+			// Tenants hold their container for life: remove this round's, so
+			// 2 cores do not end up running 120 Node processes.
+			for _, name := range round {
+				n.must("DELETE", "/api/v1/tenants/"+name, n.AdminToken, nil, 204)
+			}
+			n.containersAtMost(poolSize)
 		}
 		none := cold["none"].q(0.5)
 		b.ReportMetric(ms(none), "cold-nomods-p50-ms")

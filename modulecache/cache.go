@@ -38,6 +38,7 @@ import (
 // Source is where built modules come from (*modstore.Store).
 type Source interface {
 	Result(ctx context.Context, r npmspec.Ref) (modstore.Result, bool, error)
+	Status(ctx context.Context, r npmspec.Ref) (modstore.Status, error)
 	OpenClosure(ctx context.Context, fileID string) (io.ReadCloser, int64, error)
 }
 
@@ -227,6 +228,11 @@ func (c *Cache) load(ctx context.Context, r npmspec.Ref) (meta, error) {
 		return meta{}, errs.Unavailable("store_unavailable", 2, err, "The module store could not be read; retry shortly.")
 	}
 	if !ok {
+		// No result: building, or its builds failed for transient reasons.
+		st, err := c.src.Status(ctx, r)
+		if err == nil && st.Status == modstore.StatusFailed {
+			return meta{}, moduleFailed(r, st.Error+"; deploying the function again retries the build")
+		}
 		return meta{}, notReady(r)
 	}
 	if res.Status != modstore.StatusReady {

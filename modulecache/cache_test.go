@@ -79,6 +79,9 @@ func TestEnsureNotReady(t *testing.T) {
 	src := newSource()
 	c := newCache(t, t.TempDir(), src, "")
 	wantUnavailable(t, c.Ensure(t.Context(), ms), codeModuleNotReady, "still being built")
+	// Its builds failed for transient reasons: failed, and how to retry.
+	src.states[ms.String()] = modstore.Status{Status: modstore.StatusFailed, Error: "gave up after 3 attempts: ETIMEDOUT"}
+	wantUnavailable(t, c.Ensure(t.Context(), ms), codeModuleFailed, "ETIMEDOUT; deploying the function again retries the build")
 	src.results[ms.String()] = modstore.Result{Status: modstore.StatusFailed, Error: "npm install failed (exit 1): E404: 404 Not Found."}
 	err := c.Ensure(t.Context(), ms)
 	wantUnavailable(t, err, codeModuleFailed, "E404: 404 Not Found (GET /api/v1/modules/ms@2.1.3")

@@ -21,13 +21,14 @@ import (
 type fakeSource struct {
 	mu      sync.Mutex
 	results map[string]modstore.Result
+	states  map[string]modstore.Status // of modules without a result
 	files   map[string][]byte
 	opens   int
 	gate    chan struct{} // when set, OpenClosure waits for it
 }
 
 func newSource() *fakeSource {
-	return &fakeSource{results: map[string]modstore.Result{}, files: map[string][]byte{}}
+	return &fakeSource{results: map[string]modstore.Result{}, states: map[string]modstore.Status{}, files: map[string][]byte{}}
 }
 
 func (f *fakeSource) Result(_ context.Context, r npmspec.Ref) (modstore.Result, bool, error) {
@@ -35,6 +36,15 @@ func (f *fakeSource) Result(_ context.Context, r npmspec.Ref) (modstore.Result, 
 	defer f.mu.Unlock()
 	res, ok := f.results[r.String()]
 	return res, ok, nil
+}
+
+func (f *fakeSource) Status(_ context.Context, r npmspec.Ref) (modstore.Status, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if st, ok := f.states[r.String()]; ok {
+		return st, nil
+	}
+	return modstore.Status{Name: r.Name, Version: r.Version, Status: modstore.StatusBuilding}, nil
 }
 
 func (f *fakeSource) OpenClosure(_ context.Context, id string) (io.ReadCloser, int64, error) {
