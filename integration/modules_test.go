@@ -313,3 +313,45 @@ func buildContainers(t *testing.T, id string) []engine.ContainerInfo {
 func randSuffix() string {
 	return strings.ToLower(strings.ReplaceAll(time.Now().Format("150405.000000"), ".", ""))
 }
+
+// Invariant: a node that did not take the deploy downloads a built module
+// from the store the first time one of its functions needs it (verified,
+// unpacked once), and never again for later requests or other tenants.
+func TestOtherNodeUnpacksOnFirstNeed(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	storeProc, uri, err := wharftest.RunStore(ctx)
+	wharftest.CleanupProc(t, storeProc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// One cluster: one store, one secrets key, one admin token.
+	key := "--secrets-key=" + strings.Repeat("ab", 32)
+	admin := wharftest.WithAdminToken("wha_test_cluster_" + randSuffix())
+	a := startNode(t, admin, wharftest.WithArgs("--mongo-uri", uri, key))
+	b := startNode(t, admin, wharftest.WithArgs("--mongo-uri", uri, key, "--builders", "0"))
+	tok := createTenant(t, a, "acme")
+	const code = `const ms = require('ms'); module.exports = cb => cb(null, ms(90000))`
+	if _, st := putFn(t, a, tok, "acme", "f", "?wait=120s", map[string]any{"code": code, "dependencies": map[string]string{"ms": "2.1.3"}}); st.Status != "ready" {
+		t.Fatalf("PUT on A: %+v", st)
+	}
+	if strings.Contains(b.Stderr(), "module unpacked") {
+		t.Fatal("B unpacked a module before any of its functions needed it")
+	}
+	for i := range 3 {
+		r := do(t, b, "GET", "/run/acme/f", "", nil)
+		expect(t, r, http.StatusOK)
+		if string(r.Body) != `"2m"` {
+			t.Fatalf("request %d on B: %s", i, r.Body)
+		}
+	}
+	globex := createTenant(t, b, "globex")
+	deploy(t, b, globex, "globex", "g", code, map[string]any{"dependencies": map[string]string{"ms": "2.1.3"}})
+	expect(t, do(t, b, "GET", "/run/globex/g", "", nil), http.StatusOK)
+	if n := strings.Count(b.Stderr(), "msg=\"module unpacked\" node="+b.NodeID+" component=modulecache module=ms@2.1.3"); n != 1 {
+		t.Fatalf("B unpacked ms@2.1.3 %d times, want 1:\n%s", n, b.Stderr())
+	}
+	if strings.Contains(b.Stderr(), "msg=building") {
+		t.Fatal("B built a module")
+	}
+}
