@@ -237,8 +237,12 @@ func (b *Builder) handle(ctx context.Context, r npmspec.Ref) {
 	go func() { defer close(renewDone); b.renew(bctx, lease, cancel, log) }()
 	defer func() { cancel(nil); <-renewDone }()
 
-	// Store writes below outlive a shutdown, so a finished build is not lost.
-	wctx, wcancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+	// Store writes outlive a shutdown, so a finished build is not lost; each
+	// phase of writes gets its own deadline, taken when it starts.
+	writes := func() (context.Context, context.CancelFunc) {
+		return context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
+	}
+	wctx, wcancel := writes()
 	defer wcancel()
 
 	if _, ok, err := b.q.Result(bctx, r); err != nil {
@@ -264,6 +268,8 @@ func (b *Builder) handle(ctx context.Context, r npmspec.Ref) {
 	start := time.Now()
 	out := b.build(bctx, r, log)
 	defer out.cleanup()
+	wctx, wcancel = writes()
+	defer wcancel()
 	if cause := context.Cause(bctx); cause != nil {
 		if errors.Is(cause, modstore.ErrLeaseLost) {
 			log.Warn("lease lost during the build; another builder has the job", "err", cause)

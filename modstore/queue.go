@@ -218,6 +218,9 @@ func (s *Store) Release(ctx context.Context, l *Lease, cause, log string) error 
 // module is failed now and is built again (a new round) when a request asks
 // for it after Options.RetryFailedAfter (Enqueue).
 func (s *Store) GiveUp(ctx context.Context, l *Lease, cause, log string) error {
+	if err := s.checkHeld(ctx, l); err != nil {
+		return err
+	}
 	l.GiveUp = true
 	return s.finish(ctx, l, cause, false, log)
 }
