@@ -16,15 +16,14 @@ import (
 )
 
 // ChunkSize is the size of a closure's chunks. Larger than GridFS's default
-// 255 KiB: FerretDB serves about 20 MB/s of document data whatever the chunk
-// size, so fewer, larger chunks mean fewer round trips.
+// 255 KiB: fewer, larger chunks mean fewer round trips to the store.
 const ChunkSize = 1 << 20
 
 // The bucket has GridFS's layout (files and chunks collections, the standard
 // fields), so MongoDB tools can read it, with one difference that matters on
 // FerretDB: a chunk's _id is "<file id>/<n>". The drivers' GridFS reads chunks
 // with a query on files_id, which FerretDB answers by scanning every chunk of
-// every closure (seconds once the bucket holds a few dozen); reading chunk n
+// every closure, so downloads slow down as the bucket grows; reading chunk n
 // by its _id is an index lookup whatever the bucket's size.
 type fileDoc struct {
 	ID         bson.ObjectID `bson:"_id"`
