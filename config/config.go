@@ -62,6 +62,8 @@ type Config struct {
 
 	ConfigFile string
 	Isolation  // isolation.go
+	// Modules (serve and builder)
+	Build Build
 }
 
 // ByteSize is a size flag accepting "128m", "1g", "4096".
@@ -138,6 +140,12 @@ func FlagSet(cmd string, c *Config, out io.Writer) *flag.FlagSet {
 		size(&c.MaxBody, "max-body", 6<<20, "largest request body a function accepts")
 		size(&c.MaxCode, "max-code", 1<<20, "largest function code accepted")
 		isolationFlags(fs, &c.Isolation)
+		buildFlags(fs, cmd, &c.Build)
+	case CmdBuilder:
+		str(&c.MongoURI, "mongo-uri", "", "MongoDB URI of the cluster's store (required)")
+		str(&c.NodeID, "node-id", "", "this builder's id (leases, container labels); default: generated once into the data dir")
+		str(&c.Image, "image", "", "runtime image to build in; empty builds the FROM-scratch image from this host's node")
+		buildFlags(fs, cmd, &c.Build)
 	}
 	fs.VisitAll(func(f *flag.Flag) { f.Usage += " [$" + EnvName(f.Name) + "]" })
 	return fs
@@ -192,9 +200,10 @@ func (c Config) Validate(cmd string) error {
 	default:
 		bad("--log-format %q must be json, text or auto", c.LogFormat)
 	}
-	if _, _, err := net.SplitHostPort(c.StoreListen); err != nil {
+	if _, _, err := net.SplitHostPort(c.StoreListen); err != nil && cmd != CmdBuilder {
 		bad("store listen address %q: %v", c.StoreListen, err)
 	}
+	c.validateBuild(cmd, bad)
 	if cmd == CmdServe {
 		if _, _, err := net.SplitHostPort(c.Listen); err != nil {
 			bad("--listen %q: %v", c.Listen, err)

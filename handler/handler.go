@@ -43,6 +43,16 @@ type Config struct {
 	PidsLimit int64
 	// Backoff slows down tenants whose containers keep dying; zero: DefaultBackoff.
 	Backoff Backoff
+	// Modules resolves a function's dependencies to the paths its
+	// node_modules links to (the node's module cache); nil refuses functions
+	// that have dependencies.
+	Modules Modules
+}
+
+// Modules gives the link targets, as containers see them, of a function's
+// dependencies, making them present on the node first (modulecache.Cache).
+type Modules interface {
+	Link(ctx context.Context, deps map[string]string) (map[string]string, error)
 }
 
 // Assignment is a tenant's container.
@@ -253,16 +263,36 @@ func (h *Handler) Provision(a *Assignment, fn *catalog.Function) error {
 	if ok {
 		return nil
 	}
+	// Outside the lock: a module downloaded on first need must not hold up
+	// the tenant's other functions. Once on the node, this is a map lookup.
+	links, err := h.links(fn)
+	if err != nil {
+		return err
+	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.provisioned[k] {
 		return nil
 	}
-	if err := writeFunction(a.C.AppDir, fn); err != nil {
+	if err := writeFunction(a.C.AppDir, fn, links); err != nil {
 		return fmt.Errorf("provision %s for %s: %w", k, a.Tenant, err)
 	}
 	a.provisioned[k] = true
 	return nil
+}
+
+// links resolves fn's dependencies; a module not built yet, or failed,
+// answers 503 with a message naming it.
+func (h *Handler) links(fn *catalog.Function) (map[string]string, error) {
+	if len(fn.Dependencies) == 0 {
+		return nil, nil
+	}
+	if h.cfg.Modules == nil {
+		return nil, errs.Unavailable("modules_unsupported", 0, nil, "This node cannot run functions with dependencies.")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), h.cfg.ColdStartTimeout)
+	defer cancel()
+	return h.cfg.Modules.Link(ctx, fn.Dependencies)
 }
 
 // Fail drops a's container after it failed a request (connection refused,

@@ -172,7 +172,7 @@ func TestDrainFinishesInFlight(t *testing.T) {
 // back everything recovers by itself.
 func TestStoreOutage(t *testing.T) {
 	ctx := context.Background()
-	st, err := wharftest.RunStore(ctx)
+	st, err := wharftest.RunRestartableStore(ctx)
 	wharftest.CleanupStore(t, st)
 	if err != nil {
 		t.Fatal(err)

@@ -49,6 +49,7 @@ type Node struct {
 	pool    *pool.Pool
 	handler *handler.Handler
 	catalog *catalog.Catalog
+	mods    *modules
 	proxy   *proxy.Proxy
 	metrics *metrics.Metrics
 	echo    *echo.Echo
@@ -100,11 +101,17 @@ func Start(ctx context.Context, cfg config.Config, eng engine.Engine, logger *sl
 	if err := n.prepareImage(ctx); err != nil {
 		return nil, err
 	}
+	if err := n.openModules(ctx); err != nil {
+		return nil, err
+	}
 	if err := n.startContainers(ctx); err != nil {
 		return nil, err
 	}
 	if err := n.startDebug(); err != nil {
 		return nil, fmt.Errorf("debug listener: %w", err)
+	}
+	if err := n.startBuilder(); err != nil {
+		return nil, err
 	}
 	n.startHTTP()
 	return n, nil
@@ -246,7 +253,8 @@ func (n *Node) startContainers(ctx context.Context) error {
 		MaxContainers: n.cfg.EffectiveMaxContainers(memTotal()),
 		IdleTimeout:   n.cfg.IdleTimeout, MaxLifetime: n.cfg.MaxLifetime,
 	}
-	n.handler = handler.New(n.pool, handler.Config{Limits: limits, Stats: n.eng.ContainerStats, PidsLimit: n.cfg.ContainerPids}, n.log)
+	n.handler = handler.New(n.pool, handler.Config{Limits: limits, Stats: n.eng.ContainerStats, PidsLimit: n.cfg.ContainerPids,
+		Modules: n.mods.cache}, n.log)
 	n.bg.Add(4)
 	go func() { defer n.bg.Done(); n.pool.Run(bgctx) }()
 	go func() { defer n.bg.Done(); n.watchEvents(bgctx) }()
