@@ -156,6 +156,13 @@ func TestModulesEndToEnd(t *testing.T) {
 	if got := strings.Count(n.Stderr(), "msg=building"); got != builds {
 		t.Fatalf("the rollback triggered %d builds", got-builds)
 	}
+	// The node's metrics account for the builds and the module cache.
+	if v := metric(t, n, "wharf_module_builds_total"); int(v) != builds {
+		t.Fatalf("wharf_module_builds_total = %v, want %d", v, builds)
+	}
+	if metric(t, n, "wharf_module_unpacks_total") < 3 || metric(t, n, "wharf_module_cache_hits_total") < 1 {
+		t.Fatal("module cache metrics missing")
+	}
 }
 
 // Invariant: a package that does not exist ends failed with npm's error in

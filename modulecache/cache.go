@@ -24,6 +24,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/singleflight"
@@ -76,7 +77,8 @@ type Cache struct {
 	ready map[string]meta              // "name@version" -> what is unpacked
 	links map[string]map[string]string // canonical deps -> Link's answer
 
-	unpacks int64 // closures unpacked by this process (tests, logs)
+	unpacks int64        // closures unpacked by this process (tests, logs)
+	hits    atomic.Int64 // requests for a module already on the node (metrics)
 }
 
 // meta is written beside a module's node_modules as closure.json.
@@ -151,6 +153,9 @@ func (c *Cache) removeTemps() error {
 	return nil
 }
 
+// Hits is how many times a module was already present on the node.
+func (c *Cache) Hits() int64 { return c.hits.Load() }
+
 // Unpacks is how many closures this process unpacked.
 func (c *Cache) Unpacks() int64 {
 	c.mu.RLock()
@@ -199,6 +204,7 @@ func (c *Cache) ensure(ctx context.Context, r npmspec.Ref) (meta, error) {
 	m, ok := c.ready[key]
 	c.mu.RUnlock()
 	if ok {
+		c.hits.Add(1)
 		return m, nil
 	}
 	if !r.Valid() {

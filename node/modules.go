@@ -63,6 +63,7 @@ func (n *Node) openModules(ctx context.Context) error {
 // startBuilder runs the in-process builder (unless --builders 0) until shutdown.
 func (n *Node) startBuilder() error {
 	if n.cfg.Build.Concurrency == 0 {
+		n.metrics.RegisterModules(nil, n.mods.cache.Unpacks, n.mods.cache.Hits)
 		return nil
 	}
 	b, err := builder.New(BuilderConfig(n.cfg, n.id, n.image.Tag), n.eng, n.mods.q, n.log)
@@ -70,6 +71,7 @@ func (n *Node) startBuilder() error {
 		return err
 	}
 	n.mods.b = b
+	n.metrics.RegisterModules(b.Builds, n.mods.cache.Unpacks, n.mods.cache.Hits)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); b.Run(ctx) }()

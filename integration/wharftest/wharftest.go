@@ -78,6 +78,14 @@ var (
 	buildErr  error
 )
 
+// RemoveBinary deletes the binary Binary built; call it from TestMain after
+// the tests ran.
+func RemoveBinary() {
+	if binPath != "" {
+		_ = os.RemoveAll(filepath.Dir(binPath))
+	}
+}
+
 // Binary builds the wharf binary once per test process and returns its path.
 func Binary() (string, error) {
 	buildOnce.Do(func() {
