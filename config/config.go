@@ -58,8 +58,12 @@ type Config struct {
 
 	// Observability
 	MetricsTenantLabel bool
+	DebugListen        string
 
 	ConfigFile string
+	Isolation  // isolation.go
+	// Modules (serve and builder)
+	Build Build
 }
 
 // ByteSize is a size flag accepting "128m", "1g", "4096".
@@ -121,6 +125,7 @@ func FlagSet(cmd string, c *Config, out io.Writer) *flag.FlagSet {
 		fs.IntVar(&c.MaxContainers, "max-containers", 0, "tenant containers on this node; 0 derives it from memory (80% of RAM / --container-memory)")
 		dur(&c.IdleTimeout, "idle-timeout", 15*time.Minute, "a tenant idle this long loses its container (0: never)")
 		dur(&c.MaxLifetime, "max-lifetime", 24*time.Hour, "a container retires after this long and is replaced on the next request (0: never)")
+		str(&c.DebugListen, "debug-listen", "", "address of a pprof debug listener (keep it on loopback); empty: none")
 		fs.BoolVar(&c.MetricsTenantLabel, "metrics-tenant-label", false, "label request metrics with the tenant (small installations only: one series per tenant)")
 		size(&c.ContainerMemory, "container-memory", 128<<20, "memory limit per container (no swap)")
 		fs.Float64Var(&c.ContainerCPUs, "container-cpus", 0.5, "CPU quota per container, in CPUs")
@@ -134,6 +139,13 @@ func FlagSet(cmd string, c *Config, out io.Writer) *flag.FlagSet {
 		dur(&c.MaxTimeout, "max-function-timeout", 5*time.Minute, "largest timeout a function may set")
 		size(&c.MaxBody, "max-body", 6<<20, "largest request body a function accepts")
 		size(&c.MaxCode, "max-code", 1<<20, "largest function code accepted")
+		isolationFlags(fs, &c.Isolation)
+		buildFlags(fs, cmd, &c.Build)
+	case CmdBuilder:
+		str(&c.MongoURI, "mongo-uri", "", "MongoDB URI of the cluster's store (required)")
+		str(&c.NodeID, "node-id", "", "this builder's id (leases, container labels); default: generated once into the data dir")
+		str(&c.Image, "image", "", "runtime image to build in; empty builds the FROM-scratch image from this host's node")
+		buildFlags(fs, cmd, &c.Build)
 	}
 	fs.VisitAll(func(f *flag.Flag) { f.Usage += " [$" + EnvName(f.Name) + "]" })
 	return fs
@@ -188,9 +200,10 @@ func (c Config) Validate(cmd string) error {
 	default:
 		bad("--log-format %q must be json, text or auto", c.LogFormat)
 	}
-	if _, _, err := net.SplitHostPort(c.StoreListen); err != nil {
+	if _, _, err := net.SplitHostPort(c.StoreListen); err != nil && cmd != CmdBuilder {
 		bad("store listen address %q: %v", c.StoreListen, err)
 	}
+	c.validateBuild(cmd, bad)
 	if cmd == CmdServe {
 		if _, _, err := net.SplitHostPort(c.Listen); err != nil {
 			bad("--listen %q: %v", c.Listen, err)
@@ -240,6 +253,7 @@ func (c Config) Validate(cmd string) error {
 		if c.AdminToken != "" && len(c.AdminToken) < 16 {
 			bad("--admin-token must be at least 16 characters")
 		}
+		c.Isolation.validate(bad)
 	}
 	if len(problems) > 0 {
 		return errors.New("invalid configuration: " + strings.Join(problems, "; "))

@@ -146,3 +146,39 @@ func TestEffectiveMaxContainers(t *testing.T) {
 		})
 	}
 }
+
+func TestBuildFlags(t *testing.T) {
+	c, err := Load(CmdServe, nil, env(nil), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := c.Build
+	if b.NPMRegistry != "https://registry.npmjs.org/" || b.Timeout != 5*time.Minute || b.MaxClosure != 200<<20 ||
+		b.Concurrency != 1 || b.Attempts != 3 || b.Lease != time.Minute {
+		t.Fatalf("serve build defaults: %+v", b)
+	}
+	c, err = Load(CmdBuilder, []string{"--mongo-uri", "mongodb://127.0.0.1:27017", "--builders", "3", "--build-lease", "5s"},
+		env(map[string]string{"WHARF_NPM_REGISTRY": "http://127.0.0.1:4873/"}), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Build.Concurrency != 3 || c.Build.Lease != 5*time.Second || c.Build.NPMRegistry != "http://127.0.0.1:4873/" {
+		t.Fatalf("builder config: %+v", c.Build)
+	}
+	for _, tc := range []struct {
+		cmd  string
+		args []string
+		want string
+	}{
+		{CmdBuilder, nil, "--mongo-uri is required"},
+		{CmdBuilder, []string{"--mongo-uri", "mongodb://x", "--builders", "0"}, "--builders"},
+		{CmdServe, []string{"--npm-registry", "registry.npmjs.org"}, "--npm-registry"},
+		{CmdServe, []string{"--build-lease", "1s"}, "--build-lease"},
+		{CmdServe, []string{"--max-closure", "10k"}, "--max-closure"},
+		{CmdServe, []string{"--build-attempts", "0"}, "--build-attempts"},
+	} {
+		if _, err := Load(tc.cmd, tc.args, env(nil), io.Discard); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s %v: err = %v, want %q", tc.cmd, tc.args, err, tc.want)
+		}
+	}
+}

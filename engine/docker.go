@@ -3,9 +3,11 @@ package engine
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"time"
 
@@ -70,6 +72,13 @@ func (d *Docker) CreateContainer(ctx context.Context, s ContainerSpec) (string, 
 			MemorySwap: s.MemoryBytes, // equal to Memory: no swap
 			NanoCPUs:   s.NanoCPUs,
 		},
+	}
+	if s.Init {
+		hc.Init = &s.Init // unset keeps the daemon's default
+	}
+	if s.LogMaxBytes > 0 {
+		hc.LogConfig = container.LogConfig{Type: "json-file", Config: map[string]string{
+			"max-size": strconv.FormatInt(s.LogMaxBytes, 10), "max-file": "2"}}
 	}
 	if s.PidsLimit > 0 {
 		pl := s.PidsLimit
@@ -188,25 +197,63 @@ func (d *Docker) ContainerLogs(ctx context.Context, id string) ([]byte, []byte, 
 	return stdout.Bytes(), stderr.Bytes(), nil
 }
 
+// Bridge driver options Wharf sets.
+const (
+	optICC        = "com.docker.network.bridge.enable_icc"
+	optBridgeName = "com.docker.network.bridge.name"
+)
+
+func (d *Docker) ContainerStats(ctx context.Context, id string) (ContainerStats, error) {
+	r, err := d.cli.ContainerStatsOneShot(ctx, id)
+	if err != nil {
+		return ContainerStats{}, fmt.Errorf("stats of container %s: %w", short(id), mapNotFound(err))
+	}
+	defer r.Body.Close()
+	var s container.StatsResponse
+	if err := json.NewDecoder(r.Body).Decode(&s); err != nil {
+		return ContainerStats{}, fmt.Errorf("stats of container %s: %w", short(id), err)
+	}
+	return ContainerStats{
+		Pids: int64(s.PidsStats.Current), PidsLimit: int64(s.PidsStats.Limit),
+		MemoryBytes: int64(s.MemoryStats.Usage), MemoryLimit: int64(s.MemoryStats.Limit),
+	}, nil
+}
+
 func (d *Docker) EnsureNetwork(ctx context.Context, s NetworkSpec) (string, error) {
 	if n, err := d.cli.NetworkInspect(ctx, s.Name, network.InspectOptions{}); err == nil {
-		return n.ID, nil
+		return n.ID, networkMatches(s, n.Options)
 	} else if !client.IsErrNotFound(err) {
 		return "", fmt.Errorf("inspect network %s: %w", s.Name, err)
 	}
 	opts := network.CreateOptions{Driver: "bridge", Labels: s.Labels, Options: map[string]string{}}
 	if s.Isolated {
-		opts.Options["com.docker.network.bridge.enable_icc"] = "false"
+		opts.Options[optICC] = "false"
+	}
+	if s.BridgeName != "" {
+		opts.Options[optBridgeName] = s.BridgeName
 	}
 	resp, err := d.cli.NetworkCreate(ctx, s.Name, opts)
 	if err != nil {
 		// Another process may have created it between inspect and create.
 		if n, ierr := d.cli.NetworkInspect(ctx, s.Name, network.InspectOptions{}); ierr == nil {
-			return n.ID, nil
+			return n.ID, networkMatches(s, n.Options)
 		}
 		return "", fmt.Errorf("create network %s: %w", s.Name, err)
 	}
 	return resp.ID, nil
+}
+
+// networkMatches checks that an existing network has the isolation and the
+// bridge name asked for: firewall rules match the bridge by name, so a
+// network left by an older Wharf must not be silently reused.
+func networkMatches(s NetworkSpec, opts map[string]string) error {
+	if s.Isolated && opts[optICC] != "false" {
+		return fmt.Errorf("network %s allows traffic between containers: %w", s.Name, ErrNetworkMismatch)
+	}
+	if s.BridgeName != "" && opts[optBridgeName] != s.BridgeName {
+		return fmt.Errorf("network %s has bridge %q, want %q: %w", s.Name, opts[optBridgeName], s.BridgeName, ErrNetworkMismatch)
+	}
+	return nil
 }
 
 func (d *Docker) RemoveNetwork(ctx context.Context, name string) error {

@@ -52,6 +52,13 @@ type ContainerSpec struct {
 	PidsLimit   int64
 	NoFile      int64 // RLIMIT_NOFILE soft and hard; 0 keeps the engine default
 	Runtime     string
+	// Init runs the engine's init (tini) as PID 1: it reaps orphaned
+	// processes, which would otherwise hold PIDs of the pids limit forever.
+	Init bool
+	// LogMaxBytes caps what the engine keeps of the container's stdout and
+	// stderr on the host's disk (json-file, rotated at this size, two
+	// files); 0 keeps the engine's default logging.
+	LogMaxBytes int64
 }
 
 // ContainerInfo is what Wharf reads back about a container.
@@ -66,13 +73,28 @@ type ContainerInfo struct {
 	Created   time.Time
 }
 
+// ContainerStats is a container's resource use at one moment.
+type ContainerStats struct {
+	Pids        int64 // processes and threads
+	PidsLimit   int64 // 0 when unknown or unlimited
+	MemoryBytes int64
+	MemoryLimit int64
+}
+
 // NetworkSpec describes a bridge network Wharf owns.
 type NetworkSpec struct {
 	Name   string
 	Labels map[string]string
 	// Isolated disables traffic between containers on the bridge (icc=false).
 	Isolated bool
+	// BridgeName names the host's bridge interface (at most 15 bytes), so
+	// firewall rules can match it; "" lets the engine choose.
+	BridgeName string
 }
+
+// ErrNetworkMismatch is returned (wrapped) by EnsureNetwork when a network of
+// that name exists with other options than the spec asks for.
+var ErrNetworkMismatch = errors.New("engine: network exists with different options")
 
 // Event is a container lifecycle event (die, oom, destroy, ...).
 type Event struct {
@@ -97,8 +119,11 @@ type Engine interface {
 	ListContainers(ctx context.Context, labels map[string]string) ([]ContainerInfo, error)
 	// ContainerLogs returns the container's stdout and stderr, demultiplexed.
 	ContainerLogs(ctx context.Context, id string) (stdout, stderr []byte, err error)
+	// ContainerStats samples a container's resource use once, without waiting.
+	ContainerStats(ctx context.Context, id string) (ContainerStats, error)
 
-	// EnsureNetwork creates the network if missing and returns its id.
+	// EnsureNetwork creates the network if missing and returns its id; an
+	// existing one that differs from spec is an ErrNetworkMismatch.
 	EnsureNetwork(ctx context.Context, spec NetworkSpec) (id string, err error)
 	// RemoveNetwork removes a network by name; a missing one is not an error.
 	RemoveNetwork(ctx context.Context, name string) error

@@ -25,11 +25,15 @@ func HTTPErrorHandler(logger *slog.Logger) echo.HTTPErrorHandler {
 			return
 		}
 		status, body, retry := translate(err)
-		if status >= 500 {
-			logger.Error("request failed", "method", c.Request().Method, "path", c.Request().URL.Path,
-				"status", status, "code", body.Code, "err", err,
-				"request_id", c.Response().Header().Get(echo.HeaderXRequestID))
+		// 503 and 504 are expected under load (no container, draining, a
+		// function's timeout): counted in metrics, logged at debug only.
+		level := slog.LevelError
+		if status == http.StatusServiceUnavailable || status == http.StatusGatewayTimeout || status < 500 {
+			level = slog.LevelDebug
 		}
+		logger.Log(c.Request().Context(), level, "request failed", "method", c.Request().Method, "path", c.Request().URL.Path,
+			"status", status, "code", body.Code, "err", err,
+			"request_id", c.Response().Header().Get(echo.HeaderXRequestID))
 		if retry > 0 {
 			c.Response().Header().Set("Retry-After", strconv.Itoa(retry))
 		}

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"github.com/wharfhq/wharf/catalog"
+	"github.com/wharfhq/wharf/engine"
 	"github.com/wharfhq/wharf/errs"
 	"github.com/wharfhq/wharf/pool"
 )
@@ -34,6 +36,23 @@ type Config struct {
 	Probe func(ctx context.Context, ip string) error
 	// Limits bound the node's tenant containers (capacity, idle, lifetime).
 	Limits Limits
+	// Stats samples a container's resource use (the engine's), for the
+	// watchdog and the check after a timeout; nil disables both.
+	Stats func(ctx context.Context, id string) (engine.ContainerStats, error)
+	// PidsLimit is the containers' pids limit, when the engine reports none.
+	PidsLimit int64
+	// Backoff slows down tenants whose containers keep dying; zero: DefaultBackoff.
+	Backoff Backoff
+	// Modules resolves a function's dependencies to the paths its
+	// node_modules links to (the node's module cache); nil refuses functions
+	// that have dependencies.
+	Modules Modules
+}
+
+// Modules gives the link targets, as containers see them, of a function's
+// dependencies, making them present on the node first (modulecache.Cache).
+type Modules interface {
+	Link(ctx context.Context, deps map[string]string) (map[string]string, error)
 }
 
 // Assignment is a tenant's container.
@@ -69,6 +88,7 @@ type Handler struct {
 	claiming int // claims that reserved a place (capacity) and are under way
 	sf       singleflight.Group
 	bg       tracker // background discards and probes
+	deaths   *deathLog
 
 	coldStarts atomic.Int64
 	evictions  map[string]*atomic.Int64 // by reason; keys fixed at New
@@ -82,9 +102,12 @@ func New(p Pool, cfg Config, logger *slog.Logger) *Handler {
 	if cfg.Probe == nil {
 		cfg.Probe = pool.HTTPProbe
 	}
+	if cfg.Backoff == (Backoff{}) {
+		cfg.Backoff = DefaultBackoff
+	}
 	h := &Handler{pool: p, cfg: cfg, log: logger.With("component", "handler"),
 		byTenant: map[string]*Assignment{}, byID: map[string]*Assignment{},
-		evictions: map[string]*atomic.Int64{}}
+		evictions: map[string]*atomic.Int64{}, deaths: newDeathLog(cfg.Backoff)}
 	for _, r := range []string{ReasonIdle, ReasonCapacity, ReasonLifetime, ReasonDied, ReasonFailed, ReasonTenant, ReasonShutdown} {
 		h.evictions[r] = &atomic.Int64{}
 	}
@@ -150,6 +173,10 @@ func (h *Handler) Acquire(ctx context.Context, tenant string) (a *Assignment, co
 	for {
 		if a := h.current(tenant, true); a != nil {
 			return a, false, nil
+		}
+		if wait := h.deaths.delay(tenant, time.Now()); wait > 0 {
+			return nil, true, errs.Unavailable("tenant_backoff", int(math.Ceil(wait.Seconds())), nil,
+				"This tenant's containers failed repeatedly; a new one is available in %s.", wait.Round(time.Second))
 		}
 		ch := h.sf.DoChan(tenant, func() (any, error) { return h.claim(tenant) })
 		select {
@@ -236,39 +263,55 @@ func (h *Handler) Provision(a *Assignment, fn *catalog.Function) error {
 	if ok {
 		return nil
 	}
+	// Outside the lock: a module downloaded on first need must not hold up
+	// the tenant's other functions. Once on the node, this is a map lookup.
+	links, err := h.links(fn)
+	if err != nil {
+		return err
+	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.provisioned[k] {
 		return nil
 	}
-	if err := writeFunction(a.C.AppDir, fn); err != nil {
+	if err := writeFunction(a.C.AppDir, fn, links); err != nil {
 		return fmt.Errorf("provision %s for %s: %w", k, a.Tenant, err)
 	}
 	a.provisioned[k] = true
 	return nil
 }
 
+// links resolves fn's dependencies; a module not built yet, or failed,
+// answers 503 with a message naming it.
+func (h *Handler) links(fn *catalog.Function) (map[string]string, error) {
+	if len(fn.Dependencies) == 0 {
+		return nil, nil
+	}
+	if h.cfg.Modules == nil {
+		return nil, errs.Unavailable("modules_unsupported", 0, nil, "This node cannot run functions with dependencies.")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), h.cfg.ColdStartTimeout)
+	defer cancel()
+	return h.cfg.Modules.Link(ctx, fn.Dependencies)
+}
+
 // Fail drops a's container after it failed a request (connection refused,
 // reset, runner gone): the tenant's next request gets a fresh one.
 func (h *Handler) Fail(a *Assignment, reason string) {
 	if h.drop(a, ReasonFailed, true) {
+		h.deaths.record(a.Tenant, time.Now())
 		h.log.Warn("container dropped", "tenant", a.Tenant, "container", a.C.Name, "reason", reason)
 	}
 }
 
-// Suspect checks a's runner after a request timed out; a runner that does not
-// answer its probe (a blocked event loop) has its container replaced.
+// Suspect checks a's container after a request timed out; a runner that does
+// not answer its probe (a blocked event loop) or a container at its pids
+// limit has its container replaced.
 func (h *Handler) Suspect(a *Assignment) {
 	if a.gone.Load() {
 		return
 	}
-	h.bg.goTracked(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		defer cancel()
-		if err := h.cfg.Probe(ctx, a.C.IP); err != nil {
-			h.Fail(a, "runner unresponsive after a timeout: "+err.Error())
-		}
-	})
+	h.bg.goTracked(func() { h.afterTimeout(a) })
 }
 
 // ContainerGone handles an engine event saying a container died. It reports
@@ -281,6 +324,7 @@ func (h *Handler) ContainerGone(id string) bool {
 		return false
 	}
 	if h.drop(a, ReasonDied, true) {
+		h.deaths.record(a.Tenant, time.Now())
 		h.log.Warn("container died", "tenant", a.Tenant, "container", a.C.Name)
 	}
 	return true
@@ -294,6 +338,7 @@ func (h *Handler) DropTenant(tenant string) {
 	if a != nil && h.drop(a, ReasonTenant, true) {
 		h.log.Info("container removed with its tenant", "tenant", tenant, "container", a.C.Name)
 	}
+	h.deaths.forget(tenant)
 }
 
 // drop unmaps a so no new request can hold it. Its container is removed now

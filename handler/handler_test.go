@@ -247,3 +247,72 @@ func TestClose(t *testing.T) {
 		t.Fatalf("err = %v, want ErrClosed in chain", err)
 	}
 }
+
+// fakeModules answers Link from a map, or with err.
+type fakeModules struct {
+	mu    sync.Mutex
+	links map[string]string
+	err   error
+	calls int
+}
+
+func (m *fakeModules) Link(_ context.Context, deps map[string]string) (map[string]string, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.calls++
+	if m.err != nil {
+		return nil, m.err
+	}
+	out := map[string]string{}
+	for name := range deps {
+		out[name] = m.links[name]
+	}
+	return out, nil
+}
+
+// Invariant: a version's node_modules is one symlink per dependency into the
+// module store (scoped names in their scope directory), and a module that is
+// not ready fails provisioning with its 503, leaving nothing written, so a
+// later request provisions it in full.
+func TestProvisionLinksModules(t *testing.T) {
+	fx := setup(t, 1, 0)
+	mods := &fakeModules{err: errs.Unavailable("module_not_ready", 2, nil, "Module ms@2.1.3 is still being built.")}
+	fx.h.cfg.Modules = mods
+	a, _ := acquire(t, fx.h, "acme")
+	fn := &catalog.Function{Tenant: "acme", Name: "deps", Version: 3, Code: "x",
+		Dependencies: map[string]string{"ms": "2.1.3", "@types/node": "20.1.0"}}
+	err := fx.h.Provision(a, fn)
+	if e := errs.As(err); e == nil || e.Code != "module_not_ready" {
+		t.Fatalf("Provision = %v, want module_not_ready", err)
+	}
+	if _, err := os.Stat(filepath.Join(a.C.AppDir, "functions", "deps", "3")); err == nil {
+		t.Fatal("version written although a module is not ready")
+	}
+	mods.mu.Lock()
+	mods.err = nil
+	mods.links = map[string]string{"ms": "/modules/ms/2.1.3/node_modules/ms",
+		"@types/node": "/modules/@types+node/20.1.0/node_modules/@types/node"}
+	mods.mu.Unlock()
+	if err := fx.h.Provision(a, fn); err != nil {
+		t.Fatal(err)
+	}
+	nm := filepath.Join(a.C.AppDir, "functions", "deps", "3", "node_modules")
+	for name, want := range mods.links {
+		got, err := os.Readlink(filepath.Join(nm, filepath.FromSlash(name)))
+		if err != nil || got != want {
+			t.Fatalf("link %s -> %q (%v), want %q", name, got, err, want)
+		}
+	}
+	// Provisioned once: a later request does not ask for links again.
+	calls := mods.calls
+	if err := fx.h.Provision(a, fn); err != nil || mods.calls != calls {
+		t.Fatalf("re-provision: %v, %d Link calls, want %d", err, mods.calls, calls)
+	}
+	// A node without a module cache refuses clearly.
+	fx.h.cfg.Modules = nil
+	fn2 := *fn
+	fn2.Version = 4
+	if e := errs.As(fx.h.Provision(a, &fn2)); e == nil || e.Status != http.StatusServiceUnavailable {
+		t.Fatalf("no module cache: %v", e)
+	}
+}

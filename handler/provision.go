@@ -3,11 +3,14 @@ package handler
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 
 	"github.com/wharfhq/wharf/catalog"
+	"github.com/wharfhq/wharf/npmspec"
 )
 
 // runnerConfig is config.json beside a version's code, read by the runner.
@@ -22,8 +25,11 @@ type runnerConfig struct {
 
 // writeFunction writes fn into appDir/functions/<name>/<version>/ so that the
 // version directory appears complete or not at all: it is assembled under a
-// temporary name and renamed into place.
-func writeFunction(appDir string, fn *catalog.Function) error {
+// temporary name and renamed into place. links (dependency name -> path in
+// the container) become the version's node_modules: symlinks only, into the
+// read-only module store, so each version has its own set and nothing is
+// copied; the /app mount is read-only, so the function cannot change them.
+func writeFunction(appDir string, fn *catalog.Function, links map[string]string) error {
 	parent := filepath.Join(appDir, "functions", fn.Name)
 	final := filepath.Join(parent, strconv.Itoa(fn.Version))
 	if _, err := os.Stat(final); err == nil {
@@ -53,11 +59,35 @@ func writeFunction(appDir string, fn *catalog.Function) error {
 	if err := os.WriteFile(filepath.Join(tmp, "config.json"), cfg, 0o644); err != nil {
 		return err
 	}
+	if err := writeLinks(filepath.Join(tmp, "node_modules"), links); err != nil {
+		return err
+	}
 	if err := os.Rename(tmp, final); err != nil {
 		if _, serr := os.Stat(final); serr == nil {
 			return nil
 		}
 		return fmt.Errorf("publish version dir: %w", err)
+	}
+	return nil
+}
+
+// writeLinks creates dir with one symlink per dependency ("@scope/name"
+// gets its scope directory).
+func writeLinks(dir string, links map[string]string) error {
+	if len(links) == 0 {
+		return nil
+	}
+	for _, name := range slices.Sorted(maps.Keys(links)) {
+		if !npmspec.ValidName(name) {
+			return fmt.Errorf("dependency name %q", name)
+		}
+		p := filepath.Join(dir, filepath.FromSlash(name))
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			return err
+		}
+		if err := os.Symlink(links[name], p); err != nil {
+			return err
+		}
 	}
 	return nil
 }

@@ -16,7 +16,7 @@ import (
 // container on the other; each node's containers carry its own id.
 func TestTwoNodesShareOneStore(t *testing.T) {
 	ctx := context.Background()
-	st, err := wharftest.RunStore(ctx)
+	st, err := wharftest.RunRestartableStore(ctx)
 	wharftest.CleanupStore(t, st)
 	if err != nil {
 		t.Fatal(err)

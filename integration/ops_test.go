@@ -67,9 +67,22 @@ func TestCapacityEvictionUnderLoad(t *testing.T) {
 		tok := createTenant(t, n, tn)
 		deploy(t, n, tok, tn, "who", whoami, nil)
 	}
+	// Load starts once the pool is full, so the window measures eviction,
+	// not the node's first container creations.
+	eventually(t, 60*time.Second, "a full pool", func() bool {
+		var rz struct {
+			Checks map[string]struct{ Ready, Size *int }
+		}
+		r, err := n.Do("GET", "/readyz", "", nil)
+		if err != nil || r.JSON(&rz) != nil {
+			return false
+		}
+		p := rz.Checks["pool"]
+		return p.Ready != nil && *p.Ready >= *p.Size
+	})
 	var ok, busy, bad atomic.Int64
 	var wg sync.WaitGroup
-	stop := time.Now().Add(4 * time.Second)
+	stop := time.Now().Add(6 * time.Second)
 	for _, tn := range tenants {
 		wg.Add(1)
 		go func() {
@@ -159,7 +172,7 @@ func TestDrainFinishesInFlight(t *testing.T) {
 // back everything recovers by itself.
 func TestStoreOutage(t *testing.T) {
 	ctx := context.Background()
-	st, err := wharftest.RunStore(ctx)
+	st, err := wharftest.RunRestartableStore(ctx)
 	wharftest.CleanupStore(t, st)
 	if err != nil {
 		t.Fatal(err)

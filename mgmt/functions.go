@@ -33,6 +33,7 @@ type moduleResponse struct {
 	Name    string `json:"name"`
 	Version string `json:"version"`
 	Status  string `json:"status"`
+	Error   string `json:"error,omitempty"` // why a failed module failed
 }
 
 // functionStatusResponse answers PUT and rollback.
@@ -101,8 +102,8 @@ func (a *API) putFunction(c echo.Context) error {
 	if err := validateFunctionName(name); err != nil {
 		return err
 	}
-	// ?wait= is accepted for module builds; with no builds there is nothing to wait for.
-	if _, err := parseWait(c.QueryParam("wait")); err != nil {
+	wait, err := parseWait(c.QueryParam("wait"))
+	if err != nil {
 		return err
 	}
 	var req putFunctionRequest
@@ -110,6 +111,10 @@ func (a *API) putFunction(c echo.Context) error {
 		return err
 	}
 	spec, err := a.functionSpec(tenant, name, req)
+	if err != nil {
+		return err
+	}
+	sts, err := a.requestModules(c.Request().Context(), spec.Dependencies)
 	if err != nil {
 		return err
 	}
@@ -123,7 +128,7 @@ func (a *API) putFunction(c echo.Context) error {
 	if created {
 		status = http.StatusCreated
 	}
-	return c.JSON(status, statusOf(name, fv))
+	return c.JSON(status, a.buildStatus(c, fv, sts, wait))
 }
 
 // functionSpec validates a PUT body into what the store keeps.
@@ -134,7 +139,7 @@ func (a *API) functionSpec(tenant, name string, req putFunctionRequest) (store.F
 	if err := validateDependencies(req.Dependencies); err != nil {
 		return store.FunctionSpec{}, err
 	}
-	if len(req.Dependencies) > 0 {
+	if len(req.Dependencies) > 0 && a.mods == nil {
 		return store.FunctionSpec{}, dependenciesUnsupported()
 	}
 	if err := validateSecrets(req.Secrets); err != nil {
@@ -154,7 +159,7 @@ func (a *API) functionSpec(tenant, name string, req putFunctionRequest) (store.F
 	}, nil
 }
 
-// dependenciesUnsupported: this node has no module builder yet.
+// dependenciesUnsupported: this API runs without a module service.
 func dependenciesUnsupported() *errs.Error {
 	return errs.BadRequest(codeDependenciesUnsupport, "Dependencies are not supported by this node yet.")
 }
@@ -175,7 +180,7 @@ func (a *API) listFunctions(c echo.Context) error {
 			continue
 		}
 		out = append(out, functionListItem{
-			Name: fv.Name, Version: fv.Version, Status: statusOf(fv.Name, fv).Status, UpdatedAt: fv.CreatedAt.UTC(),
+			Name: fv.Name, Version: fv.Version, Status: a.functionStatus(c.Request().Context(), fv), UpdatedAt: fv.CreatedAt.UTC(),
 		})
 	}
 	slices.SortFunc(out, func(x, y functionListItem) int { return cmp.Compare(x.Name, y.Name) })
@@ -253,6 +258,10 @@ func (a *API) rollback(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	wait, err := parseWait(c.QueryParam("wait"))
+	if err != nil {
+		return err
+	}
 	var req rollbackRequest
 	if err := decodeJSON(c, &req, smallBodyLimit, true); err != nil {
 		return err
@@ -269,8 +278,11 @@ func (a *API) rollback(c echo.Context) error {
 	if err != nil {
 		return storeError(err, versionNotFound(name, version), nil)
 	}
-	if len(target.Dependencies) > 0 {
-		return dependenciesUnsupported()
+	// Its modules were built when it was stored; asking again is free and
+	// rebuilds nothing (or enqueues them if this store never built them).
+	sts, err := a.requestModules(ctx, target.Dependencies)
+	if err != nil {
+		return err
 	}
 	fv, err := a.st.Rollback(ctx, tenant, name, version)
 	if err != nil {
@@ -278,7 +290,7 @@ func (a *API) rollback(c echo.Context) error {
 	}
 	a.logger.Info("function rolled back", "tenant", tenant, "function", name, "to", version, "version", fv.Version)
 	a.hooks.FunctionChanged(tenant, name)
-	return c.JSON(http.StatusOK, statusOf(name, fv))
+	return c.JSON(http.StatusOK, a.buildStatus(c, fv, sts, wait))
 }
 
 // current returns the current version of an existing function, or 404.
@@ -293,8 +305,8 @@ func (a *API) current(c echo.Context, tenant, name string) (store.FunctionVersio
 	return fv, nil
 }
 
-// statusOf is a function's build status. This node builds no modules, so a
-// version with dependencies (stored by another node) is reported as building.
+// statusOf is a function's build status without a module service: a version
+// with dependencies (stored by another node) is reported as building.
 func statusOf(name string, fv store.FunctionVersion) functionStatusResponse {
 	out := functionStatusResponse{
 		Name:      name,

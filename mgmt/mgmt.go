@@ -89,6 +89,7 @@ func (c Config) withDefaults() Config {
 // API serves the management routes.
 type API struct {
 	st     Store
+	mods   Modules // nil: dependencies are refused
 	hooks  Hooks
 	cfg    Config
 	logger *slog.Logger
@@ -125,6 +126,8 @@ func (a *API) Register(g *echo.Group) {
 	g.DELETE("/tenants/:tenant/functions/:name", a.deleteFunction, auth)
 	g.GET("/tenants/:tenant/functions/:name/versions", a.listVersions, auth)
 	g.POST("/tenants/:tenant/functions/:name/rollback", a.rollback, auth)
+
+	g.GET("/modules/*", a.getModule, auth)
 }
 
 // noContent answers 204.

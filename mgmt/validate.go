@@ -11,6 +11,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/wharfhq/wharf/errs"
+	"github.com/wharfhq/wharf/npmspec"
 )
 
 // Limits of what a function may declare (API.md and the mgmt brief).
@@ -19,10 +20,8 @@ const (
 	MaxSecrets          = 100
 	MaxSecretValueBytes = 64 << 10
 	MaxDescriptionRunes = 256
-	maxNPMNameLen       = 214
-	maxVersionLen       = 256
-	maxSemverNumber     = 1<<53 - 1 // npm's Number.MAX_SAFE_INTEGER
-	maxQuoted           = 80        // longest user value echoed back in a message
+	maxNPMNameLen       = npmspec.MaxNameLen
+	maxQuoted           = 80 // longest user value echoed back in a message
 )
 
 var (
@@ -30,18 +29,6 @@ var (
 	functionNameRE = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_-]{0,63}$`)
 	secretNameRE   = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,127}$`)
 	tokenIDRE      = regexp.MustCompile(`^[A-Za-z0-9_-]{1,128}$`)
-
-	// npm package names (validate-npm-package-name, rules for new packages):
-	// lowercase and URL-safe, no leading '.' or '_', none of ~'!()* in the
-	// package part. Stricter than npm in one way: the package part may not
-	// start with '-' either, so a name can never be read as a command-line flag.
-	npmScopeRE = regexp.MustCompile(`^[a-z0-9~-][a-z0-9._~-]*$`)
-	npmPartRE  = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]*$`)
-
-	// Exact semantic versions (semver.org 2.0.0): MAJOR.MINOR.PATCH[-prerelease][+build].
-	semverRE = regexp.MustCompile(`^(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)` +
-		`(?:-(?:0|[1-9][0-9]*|[0-9]*[a-zA-Z-][0-9a-zA-Z-]*)(?:\.(?:0|[1-9][0-9]*|[0-9]*[a-zA-Z-][0-9a-zA-Z-]*))*)?` +
-		`(?:\+[0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*)?$`)
 )
 
 // validateTenantName checks a tenant name given in a request body.
@@ -111,42 +98,10 @@ func validateDependencies(deps map[string]string) error {
 }
 
 // validNPMName tells whether name is a valid npm package name for a new package.
-func validNPMName(name string) bool {
-	if name == "" || len(name) > maxNPMNameLen || name != strings.TrimSpace(name) {
-		return false
-	}
-	part := name
-	if strings.HasPrefix(name, "@") {
-		scope, rest, ok := strings.Cut(name[1:], "/")
-		if !ok || !npmScopeRE.MatchString(scope) {
-			return false
-		}
-		part = rest
-	}
-	switch part {
-	case "node_modules", "favicon.ico":
-		return false
-	}
-	return npmPartRE.MatchString(part)
-}
+func validNPMName(name string) bool { return npmspec.ValidName(name) }
 
-// validExactVersion tells whether v is one exact semantic version
-// MAJOR.MINOR.PATCH[-prerelease][+build], as npm accepts it.
-func validExactVersion(v string) bool {
-	if len(v) > maxVersionLen {
-		return false
-	}
-	m := semverRE.FindStringSubmatch(v)
-	if m == nil {
-		return false
-	}
-	for _, n := range m[1:4] {
-		if x, err := strconv.ParseUint(n, 10, 64); err != nil || x > maxSemverNumber {
-			return false
-		}
-	}
-	return true
-}
+// validExactVersion tells whether v is one exact semantic version, as npm accepts it.
+func validExactVersion(v string) bool { return npmspec.ValidExactVersion(v) }
 
 // validateSecrets checks secret names and values; messages never show a value.
 func validateSecrets(secrets map[string]string) error {

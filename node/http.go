@@ -37,6 +37,7 @@ func (n *Node) startHTTP() {
 	api := mgmt.New(n.st, hooks{n}, mgmt.Config{
 		MaxCodeBytes: int(n.cfg.MaxCode), DefaultTimeoutMS: n.cfg.FunctionTimeoutMS(), MaxTimeoutMS: n.cfg.MaxTimeoutMS(),
 	}, n.log)
+	api.UseModules(n.mods)
 	// The management body limit leaves room for JSON escaping of the largest code.
 	api.Register(e.Group("/api/v1", middleware.BodyLimit(bodyLimit(int64(n.cfg.MaxCode)*2+64<<10))))
 	n.proxy.Register(e)

@@ -27,6 +27,7 @@ import (
 	"github.com/wharfhq/wharf/handler"
 	"github.com/wharfhq/wharf/images"
 	"github.com/wharfhq/wharf/metrics"
+	"github.com/wharfhq/wharf/netpolicy"
 	"github.com/wharfhq/wharf/pool"
 	"github.com/wharfhq/wharf/proxy"
 	"github.com/wharfhq/wharf/secretbox"
@@ -48,11 +49,14 @@ type Node struct {
 	pool    *pool.Pool
 	handler *handler.Handler
 	catalog *catalog.Catalog
+	mods    *modules
 	proxy   *proxy.Proxy
 	metrics *metrics.Metrics
 	echo    *echo.Echo
 	srv     *http.Server
 	ln      net.Listener
+
+	firewall *netpolicy.Firewall // nil with --firewall=false
 
 	// GeneratedAdminToken is set when this start created the admin token; the
 	// caller prints it once. It is never logged.
@@ -97,7 +101,16 @@ func Start(ctx context.Context, cfg config.Config, eng engine.Engine, logger *sl
 	if err := n.prepareImage(ctx); err != nil {
 		return nil, err
 	}
+	if err := n.openModules(ctx); err != nil {
+		return nil, err
+	}
 	if err := n.startContainers(ctx); err != nil {
+		return nil, err
+	}
+	if err := n.startDebug(); err != nil {
+		return nil, fmt.Errorf("debug listener: %w", err)
+	}
+	if err := n.startBuilder(); err != nil {
 		return nil, err
 	}
 	n.startHTTP()
@@ -196,10 +209,14 @@ func (n *Node) prepareImage(ctx context.Context) error {
 
 func (n *Node) startContainers(ctx context.Context) error {
 	n.network = "wharf-" + n.id
-	if _, err := n.eng.EnsureNetwork(ctx, engine.NetworkSpec{
-		Name: n.network, Isolated: true,
-		Labels: map[string]string{engine.LabelNode: n.id, engine.LabelRole: "network"},
-	}); err != nil {
+	profile, err := seccompProfile(n.cfg.SeccompProfile)
+	if err != nil {
+		return err
+	}
+	if err := n.startFirewall(ctx); err != nil {
+		return err
+	}
+	if err := n.ensureNetwork(ctx); err != nil {
 		return err
 	}
 	n.onStop(func(ctx context.Context) {
@@ -208,7 +225,6 @@ func (n *Node) startContainers(ctx context.Context) error {
 			n.log.Warn("remove network", "err", err)
 		}
 	})
-	var err error
 	n.pool, err = pool.New(pool.Config{
 		NodeID: n.id, Image: n.image.Tag, ImageHash: n.image.Hash, Network: n.network,
 		Root: filepath.Join(n.cfg.DataDir, "containers"), ModulesDir: filepath.Join(n.cfg.DataDir, "modules"),
@@ -216,9 +232,9 @@ func (n *Node) startContainers(ctx context.Context) error {
 		MaxParallel: n.cfg.PoolParallel, ReadyTimeout: n.cfg.ContainerReady,
 		Limits: pool.Limits{
 			MemoryBytes: int64(n.cfg.ContainerMemory), NanoCPUs: n.cfg.NanoCPUs(), PidsLimit: n.cfg.ContainerPids,
-			NoFile: n.cfg.ContainerNoFile, TmpfsBytes: int64(n.cfg.ContainerTmpfs),
+			NoFile: n.cfg.ContainerNoFile, TmpfsBytes: int64(n.cfg.ContainerTmpfs), LogBytes: int64(n.cfg.ContainerLogSize),
 		},
-		Runtime: n.cfg.ContainerRuntime,
+		Runtime: n.cfg.ContainerRuntime, SeccompProfile: profile,
 	}, n.eng, n.log)
 	if err != nil {
 		return err
@@ -233,15 +249,23 @@ func (n *Node) startContainers(ctx context.Context) error {
 		n.bg.Wait()
 		n.pool.Drain(ctx)
 	})
-	n.bg.Add(2)
-	go func() { defer n.bg.Done(); n.pool.Run(bgctx) }()
-	go func() { defer n.bg.Done(); n.watchEvents(bgctx) }()
-
 	limits := handler.Limits{
 		MaxContainers: n.cfg.EffectiveMaxContainers(memTotal()),
 		IdleTimeout:   n.cfg.IdleTimeout, MaxLifetime: n.cfg.MaxLifetime,
 	}
-	n.handler = handler.New(n.pool, handler.Config{Limits: limits}, n.log)
+	n.handler = handler.New(n.pool, handler.Config{Limits: limits, Stats: n.eng.ContainerStats, PidsLimit: n.cfg.ContainerPids,
+		Modules: n.mods.cache}, n.log)
+	n.bg.Add(4)
+	go func() { defer n.bg.Done(); n.pool.Run(bgctx) }()
+	go func() { defer n.bg.Done(); n.watchEvents(bgctx) }()
+	go func() { defer n.bg.Done(); n.handler.Watch(bgctx, n.cfg.HealthInterval) }()
+	go func() {
+		defer n.bg.Done()
+		if n.firewall != nil {
+			n.firewall.Watch(bgctx, 30*time.Second)
+		}
+	}()
+
 	n.onStop(n.handler.Close)
 	n.bg.Add(1)
 	go func() { defer n.bg.Done(); n.handler.RunReaper(bgctx) }()
@@ -253,6 +277,7 @@ func (n *Node) startContainers(ctx context.Context) error {
 	n.catalog = catalog.New(timedSource{n.st, n.metrics}, n.log)
 	n.proxy = proxy.New(proxy.Config{
 		ClaimTimeout: n.cfg.ClaimTimeout, DefaultTimeoutMS: n.cfg.FunctionTimeoutMS(), MaxBodyBytes: int64(n.cfg.MaxBody),
+		MaxResponseBytes: int64(n.cfg.MaxResponse), Tenants: n.tenantLimiter(),
 		Observer: n.metrics,
 	}, n.catalog, n.handler, n.log)
 	n.onStop(func(context.Context) { n.proxy.Close() })

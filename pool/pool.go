@@ -90,6 +90,8 @@ type Pool struct {
 	wg   sync.WaitGroup
 
 	takes, created, failed, shrunk atomic.Int64
+
+	specHash string // of the spec this pool creates containers with
 }
 
 // New validates cfg and returns a pool; call Run to start filling it.
@@ -130,6 +132,7 @@ func New(cfg Config, eng engine.Engine, logger *slog.Logger) (*Pool, error) {
 	return &Pool{
 		cfg: cfg, eng: eng, log: logger.With("component", "pool"),
 		avail: make(chan struct{}), kick: make(chan struct{}, 1),
+		specHash: Spec(cfg, "x").Labels[LabelSpec],
 	}, nil
 }
 

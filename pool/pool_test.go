@@ -183,7 +183,7 @@ func TestReconcile(t *testing.T) {
 		t.Fatal(err)
 	}
 	mk := func(name, hash string, owned, running bool) string {
-		s := Spec(cfg, name)
+		s := Spec(p.Config(), name) // as the pool creates them
 		s.Labels[engine.LabelImage] = hash
 		id, _ := f.CreateContainer(context.Background(), s)
 		if running {

@@ -51,7 +51,7 @@ func (p *Pool) Reconcile(ctx context.Context) (adopted, removed int, err error) 
 			Dir: containerDir(p.cfg.Root, info.Name), AppDir: hostAppDir(p.cfg.Root, info.Name), Created: info.Created}
 		_, ownErr := os.Stat(filepath.Join(c.Dir, ownerFile))
 		owned := !errors.Is(ownErr, fs.ErrNotExist)
-		if adoptable(info, p.cfg.ImageHash, owned, dirEmpty(c.AppDir)) {
+		if adoptable(info, p.cfg.ImageHash, owned, dirEmpty(c.AppDir)) && info.Labels[LabelSpec] == p.specHash {
 			pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 			perr := p.cfg.Probe(pctx, c.IP)
 			cancel()

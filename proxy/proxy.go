@@ -53,6 +53,8 @@ type Config struct {
 	MaxBodyBytes     int64         // request body limit
 	RunnerPort       int           // the runner's port in every container (default pool.RunnerPort)
 	Observer         Observer
+	MaxResponseBytes int64         // response body limit
+	Tenants          TenantLimiter // per-tenant requests in flight; nil: unlimited
 }
 
 // Proxy routes invocations to containers.
@@ -107,6 +109,9 @@ func New(cfg Config, fns Functions, ctr Containers, logger *slog.Logger) *Proxy 
 	if cfg.RunnerPort <= 0 {
 		cfg.RunnerPort = pool.RunnerPort
 	}
+	if cfg.MaxResponseBytes <= 0 {
+		cfg.MaxResponseBytes = 6 << 20
+	}
 	tr := &http.Transport{
 		DialContext:         (&net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
 		MaxIdleConns:        4096,
@@ -119,9 +124,11 @@ func New(cfg Config, fns Functions, ctr Containers, logger *slog.Logger) *Proxy 
 	}
 	p := &Proxy{cfg: cfg, fns: fns, ctr: ctr, log: logger.With("component", "proxy"), tr: tr}
 	p.rp = &httputil.ReverseProxy{
-		Transport:     tr,
-		Rewrite:       func(*httputil.ProxyRequest) {}, // the outgoing request is built in serve
-		FlushInterval: -1,                              // stream responses as they come
+		Transport: tr,
+		Rewrite:   func(*httputil.ProxyRequest) {}, // the outgoing request is built in serve
+		// 0 buffers ordinary responses; ReverseProxy still flushes streaming
+		// ones (event streams, unknown length) at once.
+		FlushInterval: 0,
 		ErrorHandler:  p.proxyError,
 		ModifyResponse: func(resp *http.Response) error {
 			if cl, ok := resp.Request.Context().Value(ctxKey{}).(*call); ok {
@@ -131,6 +138,7 @@ func New(cfg Config, fns Functions, ctr Containers, logger *slog.Logger) *Proxy 
 		},
 		ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelDebug),
 	}
+	p.rp.ModifyResponse = p.limitResponse
 	return p
 }
 
@@ -183,6 +191,13 @@ func (p *Proxy) route(c echo.Context, cl *call) error {
 		return errs.NotFound("function_not_found", "No function %q for tenant %q.", name, tenant)
 	} else if err != nil {
 		return errs.Unavailable("store_unavailable", 2, err, "The function could not be loaded; retry shortly.")
+	}
+	if p.cfg.Tenants != nil {
+		release, err := p.cfg.Tenants.Acquire(req.Context(), tenant)
+		if err != nil {
+			return err
+		}
+		defer release()
 	}
 	claimCtx, cancelClaim := context.WithTimeout(req.Context(), p.cfg.ClaimTimeout)
 	t0 := time.Now()
@@ -260,6 +275,8 @@ func (p *Proxy) proxyError(w http.ResponseWriter, r *http.Request, err error) {
 	switch {
 	case errors.As(err, &mbe):
 		cl.err = bodyTooLarge(mbe.Limit)
+	case errors.Is(err, errResponseTooLarge):
+		cl.err = responseTooLarge(p.cfg.MaxResponseBytes)
 	case errors.Is(cl.timeout.Err(), context.DeadlineExceeded):
 		p.ctr.Suspect(cl.a)
 		cl.err = errs.New(http.StatusGatewayTimeout, "function_timeout",

@@ -21,6 +21,7 @@ const usage = `wharf — self-hosted serverless webhooks
 Usage:
   wharf serve [flags]    run a node: proxy, management API, containers (wharf serve --help)
   wharf store [flags]    run the embedded MongoDB-wire store alone (wharf store --help)
+  wharf builder [flags]  run a module builder alone against --mongo-uri (wharf builder --help)
   wharf version          print the version
 
 Every flag also has a WHARF_* environment variable.
@@ -44,6 +45,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = serve(rest, stdout, stderr)
 	case "store":
 		err = storeCmd(rest, stdout, stderr)
+	case "builder":
+		err = builderCmd(rest, stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "wharf", version)
 	case "help", "-h", "--help":

@@ -36,6 +36,7 @@ type Fake struct {
 type FakeContainer struct {
 	Spec    engine.ContainerSpec
 	Info    engine.ContainerInfo
+	Stats   engine.ContainerStats
 	Removed bool
 }
 
@@ -155,6 +156,26 @@ func (f *Fake) ListContainers(_ context.Context, labels map[string]string) ([]en
 }
 
 func (f *Fake) ContainerLogs(context.Context, string) ([]byte, []byte, error) { return nil, nil, nil }
+
+func (f *Fake) ContainerStats(_ context.Context, id string) (engine.ContainerStats, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.call("ContainerStats")
+	c, ok := f.containers[id]
+	if !ok || c.Removed {
+		return engine.ContainerStats{}, fmt.Errorf("stats %s: %w", id, engine.ErrNotFound)
+	}
+	return c.Stats, nil
+}
+
+// SetStats sets what ContainerStats reports for a container.
+func (f *Fake) SetStats(id string, s engine.ContainerStats) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if c, ok := f.containers[id]; ok {
+		c.Stats = s
+	}
+}
 
 func (f *Fake) EnsureNetwork(_ context.Context, s engine.NetworkSpec) (string, error) {
 	f.mu.Lock()

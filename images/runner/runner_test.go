@@ -1772,7 +1772,7 @@ func TestWarmUpLeavesNothingBehind(t *testing.T) {
 	t.Parallel()
 	r := startRunner(t) // returns once the ready probe answered 200
 	r.stderr.waitFor(t, "warmed up in", 5*time.Second)
-	for _, name := range []string{"one", "two", "three"} {
+	for _, name := range []string{"one", "two", "three", "four"} {
 		rep := r.do(t, call{method: "POST", fn: name, version: "1", path: "/api/run/wharf/" + name, body: "{}"})
 		rep.expect(t, 500, "proxy")
 		if !strings.Contains(string(rep.body), "not provisioned") {

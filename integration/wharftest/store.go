@@ -22,8 +22,8 @@ type Store struct {
 	stderr  *syncBuffer
 }
 
-// RunStore starts `wharf store` on a free loopback port with a new data dir.
-func RunStore(ctx context.Context) (*Store, error) {
+// RunRestartableStore starts `wharf store` on a free loopback port with a new data dir.
+func RunRestartableStore(ctx context.Context) (*Store, error) {
 	dir, err := os.MkdirTemp("", "wharf-store-")
 	if err != nil {
 		return nil, err

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"os/exec"
@@ -26,6 +27,7 @@ import (
 	"time"
 
 	"github.com/wharfhq/wharf/engine"
+	"github.com/wharfhq/wharf/netpolicy"
 )
 
 // Node is a running wharf serve process.
@@ -36,6 +38,7 @@ type Node struct {
 	NodeID     string
 
 	args    []string
+	env     []string
 	cmd     *exec.Cmd
 	stdout  *syncBuffer
 	stderr  *syncBuffer
@@ -48,6 +51,7 @@ type options struct {
 	nodeID     string
 	adminToken string
 	args       []string
+	env        []string
 }
 
 // Option customises Run.
@@ -65,11 +69,22 @@ func WithAdminToken(tok string) Option { return func(o *options) { o.adminToken 
 // WithArgs appends flags to wharf serve.
 func WithArgs(args ...string) Option { return func(o *options) { o.args = append(o.args, args...) } }
 
+// WithEnv adds KEY=VALUE variables to wharf serve's environment.
+func WithEnv(kv ...string) Option { return func(o *options) { o.env = append(o.env, kv...) } }
+
 var (
 	buildOnce sync.Once
 	binPath   string
 	buildErr  error
 )
+
+// RemoveBinary deletes the binary Binary built; call it from TestMain after
+// the tests ran.
+func RemoveBinary() {
+	if binPath != "" {
+		_ = os.RemoveAll(filepath.Dir(binPath))
+	}
+}
 
 // Binary builds the wharf binary once per test process and returns its path.
 func Binary() (string, error) {
@@ -118,7 +133,7 @@ func Run(ctx context.Context, opts ...Option) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	n := &Node{DataDir: o.dataDir, NodeID: o.nodeID, AdminToken: o.adminToken}
+	n := &Node{DataDir: o.dataDir, NodeID: o.nodeID, AdminToken: o.adminToken, env: o.env}
 	n.args = append([]string{"serve", "--listen", "127.0.0.1:0", "--data-dir", o.dataDir, "--node-id", o.nodeID,
 		"--log-format", "text", "--pool-size", "2"}, o.args...)
 	if o.adminToken != "" {
@@ -133,7 +148,7 @@ var adminRe = regexp.MustCompile(`(?m)^\s+(wha_\S+)$`)
 func (n *Node) start(ctx context.Context, bin string) error {
 	n.stdout, n.stderr = &syncBuffer{}, &syncBuffer{}
 	n.cmd = exec.Command(bin, n.args...)
-	n.cmd.Env = os.Environ()
+	n.cmd.Env = append(os.Environ(), n.env...)
 	n.cmd.Stderr = n.stderr
 	pr, pw := io.Pipe()
 	n.cmd.Stdout = io.MultiWriter(n.stdout, pw)
@@ -264,9 +279,10 @@ func CleanupNode(t testing.TB, n *Node) {
 	})
 }
 
-// RemoveNodeObjects force-removes every container and the network of a node
-// id. It repeats until two listings a moment apart are empty, because a create
-// request sent just before the node died can still complete afterwards.
+// RemoveNodeObjects force-removes every container, the network and the
+// firewall rules of a node id. It repeats until two listings a moment apart
+// are empty, because a create request sent just before the node died can
+// still complete afterwards.
 func RemoveNodeObjects(ctx context.Context, nodeID string) error {
 	eng, err := engine.NewDocker()
 	if err != nil {
@@ -294,7 +310,11 @@ func RemoveNodeObjects(ctx context.Context, nodeID string) error {
 		case <-time.After(300 * time.Millisecond):
 		}
 	}
-	return eng.RemoveNetwork(ctx, "wharf-"+nodeID)
+	if err := eng.RemoveNetwork(ctx, "wharf-"+nodeID); err != nil {
+		return err
+	}
+	fw := netpolicy.New(netpolicy.Config{Names: netpolicy.NamesFor(nodeID)}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	return fw.Remove(ctx)
 }
 
 func tail(s string, lines int) string {

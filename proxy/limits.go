@@ -1,0 +1,70 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+
+	"github.com/wharfhq/wharf/errs"
+)
+
+// TenantLimiter bounds the requests one tenant has in flight (limit.Tenants):
+// Acquire waits briefly for a slot, then fails with a 429.
+type TenantLimiter interface {
+	Acquire(ctx context.Context, tenant string) (release func(), err error)
+}
+
+// errResponseTooLarge is returned by limitResponse; proxyError turns it into
+// a 502 without blaming the container.
+var errResponseTooLarge = errors.New("proxy: response body exceeds the limit")
+
+// limitResponse refuses a response whose declared length exceeds the limit
+// before anything is sent, and cuts one that streams past it: the client
+// then sees an aborted response rather than an unbounded one.
+func (p *Proxy) limitResponse(resp *http.Response) error {
+	max := p.cfg.MaxResponseBytes
+	if resp.ContentLength > max {
+		resp.Body.Close()
+		return fmt.Errorf("%w: %d bytes declared", errResponseTooLarge, resp.ContentLength)
+	}
+	resp.Body = &limitedBody{rc: resp.Body, left: max, p: p, req: resp.Request}
+	return nil
+}
+
+func responseTooLarge(limit int64) error {
+	return errs.New(http.StatusBadGateway, "response_too_large",
+		"The function's response exceeds the limit of %d bytes.", limit)
+}
+
+// limitedBody fails a read once more than left bytes came through.
+type limitedBody struct {
+	rc   io.ReadCloser
+	left int64
+	p    *Proxy
+	req  *http.Request
+}
+
+func (b *limitedBody) Read(buf []byte) (int, error) {
+	if b.left < 0 {
+		return 0, errResponseTooLarge
+	}
+	// Read one byte past the limit to tell "exactly the limit" from "more".
+	if int64(len(buf)) > b.left+1 {
+		buf = buf[:b.left+1]
+	}
+	n, err := b.rc.Read(buf)
+	b.left -= int64(n)
+	if b.left < 0 {
+		n += int(b.left) // deliver exactly up to the limit
+		b.left = -1
+		if b.req != nil {
+			b.p.log.Warn("response cut at the size limit", "path", b.req.URL.Path, "limit", b.p.cfg.MaxResponseBytes)
+		}
+		return n, errResponseTooLarge
+	}
+	return n, err
+}
+
+func (b *limitedBody) Close() error { return b.rc.Close() }
