@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"os/exec"
 	"path"
 	"path/filepath"
 	"strings"
@@ -23,8 +25,14 @@ type Scratch struct {
 	// Binaries are host executables (symlinks resolved), each copied with
 	// every library ldd lists for it and its dynamic loader.
 	Binaries map[string]string
+	// Libraries are host shared objects a binary loads at run time (dlopen
+	// plugins ldd cannot see from the binary), each copied with the
+	// libraries ldd lists for it.
+	Libraries map[string]string
 	// Files are host files copied as they are (symlinks resolved).
 	Files map[string]string
+	// Symlinks are symbolic links: image path -> target.
+	Symlinks map[string]string
 	// Data are files with the given content (mode 0644).
 	Data map[string][]byte
 	// Dirs are directories with the given mode (e.g. 01777 for /tmp).
@@ -69,12 +77,28 @@ func ScratchContext(s Scratch) (tarBytes []byte, hash string, err error) {
 			add(fmt.Errorf("scratch image: libraries of %s: %w", real, err))
 			continue
 		}
-		for _, l := range libs {
-			add(t.addHostFile(path.Join("rootfs", l.Path), l.Path))
-			if l.Soname != "" && !strings.Contains(l.Soname, "/") && l.Soname != filepath.Base(l.Path) {
-				add(t.addHostFile(path.Join("rootfs", path.Dir(l.Path), l.Soname), l.Path))
-			}
+		addLibs(t, libs, add)
+	}
+	for dst, src := range s.Libraries {
+		name, err := root(dst)
+		if err != nil {
+			add(err)
+			continue
 		}
+		add(t.addHostFile(name, src))
+		libs, err := sharedObjectLibs(src)
+		if err != nil {
+			add(fmt.Errorf("scratch image: libraries of %s: %w", src, err))
+			continue
+		}
+		addLibs(t, libs, add)
+	}
+	for dst, target := range s.Symlinks {
+		name, err := root(dst)
+		if err == nil {
+			err = t.addSymlink(name, target)
+		}
+		add(err)
 	}
 	for dst, src := range s.Files {
 		name, err := root(dst)
@@ -106,4 +130,29 @@ func ScratchContext(s Scratch) (tarBytes []byte, hash string, err error) {
 		return nil, "", fmt.Errorf("scratch image: write build context: %w", err)
 	}
 	return buf.Bytes(), hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// addLibs puts libraries at the paths ldd resolved them to, and under the
+// name the binary asks for when that differs.
+func addLibs(t *tree, libs []sharedLib, add func(error)) {
+	for _, l := range libs {
+		add(t.addHostFile(path.Join("rootfs", l.Path), l.Path))
+		if l.Soname != "" && !strings.Contains(l.Soname, "/") && l.Soname != filepath.Base(l.Path) {
+			add(t.addHostFile(path.Join("rootfs", path.Dir(l.Path), l.Soname), l.Path))
+		}
+	}
+}
+
+// sharedObjectLibs lists what ldd resolves for a shared object (which, unlike
+// an executable, names no loader of its own).
+func sharedObjectLibs(path string) ([]sharedLib, error) {
+	cmd := exec.Command("ldd", path)
+	cmd.Env = append(os.Environ(), "LC_ALL=C")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("ldd %s: %w: %s", path, err, strings.TrimSpace(stderr.String()))
+	}
+	return parseLDD(out)
 }

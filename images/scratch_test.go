@@ -1,6 +1,7 @@
 package images
 
 import (
+	"archive/tar"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -26,6 +27,7 @@ func TestScratchContext(t *testing.T) {
 		Files:      map[string]string{"/etc/x.cfg": conf},
 		Data:       map[string][]byte{"/etc/passwd": []byte("root:x:0:0::/:/nonexistent\n")},
 		Dirs:       map[string]int64{"/tmp": 0o1777},
+		Symlinks:   map[string]string{"/usr/bin/yes": "true"},
 	}
 	tarBytes, hash, err := ScratchContext(s)
 	if err != nil {
@@ -36,6 +38,9 @@ func TestScratchContext(t *testing.T) {
 		if _, ok := files[want]; !ok {
 			t.Errorf("context lacks %s", want)
 		}
+	}
+	if l := files["rootfs/usr/bin/yes"].hdr; l == nil || l.Typeflag != tar.TypeSymlink || l.Linkname != "true" {
+		t.Errorf("symlink /usr/bin/yes: %+v", l)
 	}
 	if files["rootfs/tmp"].hdr.Mode != 0o1777 {
 		t.Errorf("/tmp mode %o", files["rootfs/tmp"].hdr.Mode)
@@ -82,5 +87,28 @@ func TestScratchContextRejects(t *testing.T) {
 		if _, _, err := ScratchContext(s); err == nil {
 			t.Errorf("%s: accepted", name)
 		}
+	}
+}
+
+// A shared object (a dlopen plugin) comes with the libraries it links.
+func TestScratchContextLibraries(t *testing.T) {
+	libc, err := filepath.Glob("/lib/*/libm.so.6")
+	if err != nil || len(libc) == 0 {
+		t.Skip("no libm.so.6 on this host")
+	}
+	tarBytes, _, err := ScratchContext(Scratch{Dockerfile: "FROM scratch", Libraries: map[string]string{"/plugins/libm.so": libc[0]}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	files, _ := readTar(t, tarBytes)
+	if _, ok := files["rootfs/plugins/libm.so"]; !ok {
+		t.Fatal("library missing")
+	}
+	found := false
+	for name := range files {
+		found = found || strings.HasSuffix(name, "/libc.so.6")
+	}
+	if !found {
+		t.Error("the library's own dependency (libc) is missing")
 	}
 }

@@ -391,9 +391,18 @@ func (c *Cluster) createNode(ctx context.Context, n *Node) (testcontainers.Conta
 	if err := os.MkdirAll(n.dataDir, 0o700); err != nil {
 		return nil, err
 	}
-	sock := dockerSocket()
-	req := c.request(RoleNode, strings.TrimPrefix(n.ID, c.Name+"-"), c.WharfImage,
-		[]string{sock + ":/var/run/docker.sock", n.dataDir + ":" + n.dataDir})
+	binds := []string{dockerSocket() + ":/var/run/docker.sock", n.dataDir + ":" + n.dataDir}
+	// iptables -w serialises on this lock: share the host's with dockerd.
+	if _, err := os.Stat(xtablesLock); err == nil {
+		binds = append(binds, xtablesLock+":"+xtablesLock)
+	}
+	req := c.request(RoleNode, strings.TrimPrefix(n.ID, c.Name+"-"), c.WharfImage, binds)
+	// The node programs its tenant firewall (iptables) in the host's network namespace.
+	hostConfig := req.HostConfigModifier
+	req.HostConfigModifier = func(hc *container.HostConfig) {
+		hostConfig(hc)
+		hc.CapAdd = append(hc.CapAdd, "NET_ADMIN", "NET_RAW")
+	}
 	req.Labels[LabelNodeID] = n.ID
 	req.Cmd = []string{"serve"}
 	req.Env = NodeEnv(NodeSpec{ID: n.ID, Listen: strings.TrimPrefix(n.URL, "http://"), DataDir: n.dataDir,
@@ -597,6 +606,8 @@ func waitFunc(timeout time.Duration, check func(context.Context) error) wait.Str
 		}
 	}).WithStartupTimeout(timeout + 5*time.Second)
 }
+
+const xtablesLock = "/run/xtables.lock"
 
 func dockerSocket() string {
 	if h := os.Getenv("DOCKER_HOST"); strings.HasPrefix(h, "unix://") {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -18,6 +19,7 @@ import (
 	"github.com/docker/docker/errdefs"
 
 	"github.com/wharfhq/wharf/engine"
+	"github.com/wharfhq/wharf/netpolicy"
 )
 
 // drainTimeout bounds a node's SIGTERM drain at Down (its default
@@ -104,9 +106,10 @@ func listCluster(ctx context.Context, docker *client.Client, name string) ([]con
 		Filters: filters.NewArgs(filters.Arg("label", LabelCluster+"="+name))})
 }
 
-// removeNodeObjects force-removes every container and the network of a node
-// id, repeating until two listings a moment apart are empty: a create sent
-// just before the node died can complete afterwards.
+// removeNodeObjects force-removes every container, the network and the
+// firewall rules of a node id, repeating until two listings a moment apart
+// are empty: a create sent just before the node died can complete
+// afterwards. A node killed and never started again leaves all three.
 func removeNodeObjects(ctx context.Context, nodeID string) error {
 	eng, err := engine.NewDocker()
 	if err != nil {
@@ -134,7 +137,11 @@ func removeNodeObjects(ctx context.Context, nodeID string) error {
 		case <-time.After(300 * time.Millisecond):
 		}
 	}
-	return eng.RemoveNetwork(ctx, "wharf-"+nodeID)
+	if err := eng.RemoveNetwork(ctx, "wharf-"+nodeID); err != nil {
+		return err
+	}
+	fw := netpolicy.New(netpolicy.Config{Names: netpolicy.NamesFor(nodeID)}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	return fw.Remove(ctx)
 }
 
 // RemoveDataRoot deletes a cluster's data root, only if it holds the marker
