@@ -21,6 +21,7 @@ locals {
     listen_port         = var.listen_port
     shutdown_timeout    = var.shutdown_timeout
     blocked_cidrs       = join(" ", local.blocked_cidrs)
+    egress_deny         = join(",", local.blocked_cidrs)
     asg_name            = local.asg_name
     hook_name           = local.hook_name
     target_group_arn    = aws_lb_target_group.nodes.arn

@@ -307,6 +307,7 @@ func baseVars(role string) map[string]cty.Value {
 		"wharf_binary_s3_uri": cty.StringVal(""), "wharf_binary_sha256": cty.StringVal(strings.Repeat("ab", 32)),
 		"listen_port": cty.NumberIntVal(8080), "shutdown_timeout": cty.NumberIntVal(30),
 		"blocked_cidrs":       cty.StringVal("169.254.169.254/32 10.0.0.0/16"),
+		"egress_deny":         cty.StringVal("169.254.169.254/32,10.0.0.0/16"),
 		"asg_name":            cty.StringVal("wharf-nodes"),
 		"hook_name":           cty.StringVal("wharf-drain"),
 		"target_group_arn":    cty.StringVal("arn:aws:elasticloadbalancing:eu-west-1:123:targetgroup/wharf-nodes/abc"),
@@ -339,7 +340,7 @@ func TestUserDataRenders(t *testing.T) {
 			t.Fatalf("%+v: bash -n: %v\n%s\n%s", tc, err, b, out)
 		}
 		mustContain := []string{"ROLE='" + tc.role + "'", "WHARF_POOL_SIZE='8'", "WHARF_IDLE_TIMEOUT='30m'",
-			"WHARF_LISTEN='0.0.0.0:8080'", "sha256sum -c -", "systemctl enable --now wharf.service"}
+			"WHARF_LISTEN='0.0.0.0:8080'", "WHARF_EGRESS_DENY='169.254.169.254/32,10.0.0.0/16'", "sha256sum -c -", "systemctl enable --now wharf.service"}
 		if tc.s3 {
 			mustContain = append(mustContain, "aws s3 cp --region 'eu-west-1' 's3://bucket/releases/wharf'")
 		} else {

@@ -276,7 +276,7 @@ variable "idle_timeout" {
 }
 
 variable "container_blocked_cidrs" {
-  description = "Destinations tenant containers may not reach (iptables DOCKER-USER on every instance). Default: the instance metadata service and the whole VPC (the MongoDB, other nodes)."
+  description = "Destinations tenant containers may not reach: wharf's own firewall (WHARF_EGRESS_DENY) and, for every container on the instance, iptables DOCKER-USER rules. Default: the instance metadata service and the whole VPC (the MongoDB, other nodes)."
   type        = list(string)
   default     = null
 }
