@@ -184,7 +184,7 @@ variable "kms_key_arn" {
 # Capacity
 
 variable "instance_type" {
-  description = "Instance type of the nodes. Each tenant container is capped at --container-memory (128 MiB by default) and uses about 10 MiB idle; see docs/operations.md."
+  description = "Instance type of the nodes. Each tenant container is capped at --container-memory (128 MiB by default) and uses about 9-12 MiB idle; see docs/operations.md."
   type        = string
   default     = "m6i.large"
 }
