@@ -71,6 +71,9 @@ func (d *Docker) CreateContainer(ctx context.Context, s ContainerSpec) (string, 
 			NanoCPUs:   s.NanoCPUs,
 		},
 	}
+	if s.LogConfig.Driver != "" {
+		hc.LogConfig = container.LogConfig{Type: s.LogConfig.Driver, Config: s.LogConfig.Options}
+	}
 	if s.PidsLimit > 0 {
 		pl := s.PidsLimit
 		hc.Resources.PidsLimit = &pl
@@ -186,6 +189,32 @@ func (d *Docker) ContainerLogs(ctx context.Context, id string) ([]byte, []byte, 
 		return stdout.Bytes(), stderr.Bytes(), fmt.Errorf("logs of container %s: %w", short(id), err)
 	}
 	return stdout.Bytes(), stderr.Bytes(), nil
+}
+
+func (d *Docker) FollowLogs(ctx context.Context, id string, since time.Time, stdout, stderr io.Writer) error {
+	opts := container.LogsOptions{ShowStdout: true, ShowStderr: true, Follow: true}
+	if !since.IsZero() {
+		// "seconds.nanoseconds": the engine keeps sub-second precision this way.
+		opts.Since = fmt.Sprintf("%d.%09d", since.Unix(), since.Nanosecond())
+	}
+	rc, err := d.cli.ContainerLogs(ctx, id, opts)
+	if err != nil {
+		return fmt.Errorf("follow logs of container %s: %w", short(id), mapNotFound(err))
+	}
+	defer rc.Close()
+	// Closing the body is what unblocks a read when ctx ends.
+	stop := context.AfterFunc(ctx, func() { rc.Close() })
+	defer stop()
+	if _, err := stdcopy.StdCopy(stdout, stderr, rc); err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return fmt.Errorf("follow logs of container %s: %w", short(id), err)
+	}
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return nil
 }
 
 func (d *Docker) EnsureNetwork(ctx context.Context, s NetworkSpec) (string, error) {

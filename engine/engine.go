@@ -52,6 +52,17 @@ type ContainerSpec struct {
 	PidsLimit   int64
 	NoFile      int64 // RLIMIT_NOFILE soft and hard; 0 keeps the engine default
 	Runtime     string
+
+	// LogConfig bounds what the engine keeps of the container's output; the
+	// zero value keeps the engine's default driver.
+	LogConfig LogConfig
+}
+
+// LogConfig is a container's log driver with its options, e.g. json-file
+// with max-size and max-file so that no output can fill the host's disk.
+type LogConfig struct {
+	Driver  string
+	Options map[string]string
 }
 
 // ContainerInfo is what Wharf reads back about a container.
@@ -97,6 +108,11 @@ type Engine interface {
 	ListContainers(ctx context.Context, labels map[string]string) ([]ContainerInfo, error)
 	// ContainerLogs returns the container's stdout and stderr, demultiplexed.
 	ContainerLogs(ctx context.Context, id string) (stdout, stderr []byte, err error)
+	// FollowLogs copies the container's output written since `since` (zero:
+	// all of it) to stdout and stderr, demultiplexed, and keeps following it.
+	// It returns nil once the container stopped and its output is drained,
+	// ctx's error when ctx ends first.
+	FollowLogs(ctx context.Context, id string, since time.Time, stdout, stderr io.Writer) error
 
 	// EnsureNetwork creates the network if missing and returns its id.
 	EnsureNetwork(ctx context.Context, spec NetworkSpec) (id string, err error)

@@ -286,6 +286,35 @@ func TestSpecIsHardened(t *testing.T) {
 	if _, ok := s.Labels[engine.LabelTenant]; ok {
 		t.Fatal("pooled container must not carry a tenant label")
 	}
+	if lc := s.LogConfig; lc.Driver != "json-file" || lc.Options["max-size"] != "1048576" || lc.Options["max-file"] != "2" {
+		t.Fatalf("log driver not bounded: %+v", lc)
+	}
+}
+
+// Invariant: the log rotation limits come from the configuration, zero
+// fields taking the defaults, so output can never go unbounded.
+func TestSpecLogConfig(t *testing.T) {
+	cases := []struct {
+		name        string
+		bytes       int64
+		files       int
+		size, count string
+	}{
+		{"defaults", 0, 0, "1048576", "2"},
+		{"configured", 5 << 20, 3, "5242880", "3"},
+		{"negative falls back", -1, -4, "1048576", "2"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			cfg := testConfig(t, 1)
+			cfg.Limits = DefaultLimits
+			cfg.Limits.LogBytes, cfg.Limits.LogFiles = c.bytes, c.files
+			lc := Spec(cfg, "wharf-n1-x").LogConfig
+			if lc.Driver != "json-file" || lc.Options["max-size"] != c.size || lc.Options["max-file"] != c.count {
+				t.Fatalf("got %+v, want json-file max-size %s max-file %s", lc, c.size, c.count)
+			}
+		})
+	}
 }
 
 // Invariant: a creation that fails on our side but completed in the engine

@@ -3,6 +3,7 @@ package pool
 import (
 	"fmt"
 	"path/filepath"
+	"strconv"
 
 	"github.com/wharfhq/wharf/engine"
 )
@@ -14,6 +15,11 @@ type Limits struct {
 	PidsLimit   int64
 	NoFile      int64
 	TmpfsBytes  int64
+	// LogBytes and LogFiles bound the engine's copy of a container's output
+	// (json-file max-size and max-file): a flood of console output rotates
+	// instead of filling the disk. Zero takes the default.
+	LogBytes int64
+	LogFiles int
 }
 
 // DefaultLimits are safe for a small node: 128 MiB, half a CPU, 64 processes.
@@ -23,6 +29,8 @@ var DefaultLimits = Limits{
 	PidsLimit:   64,
 	NoFile:      1024,
 	TmpfsBytes:  16 << 20,
+	LogBytes:    1 << 20,
+	LogFiles:    2,
 }
 
 // Paths inside every runtime container.
@@ -77,5 +85,22 @@ func Spec(cfg Config, name string) engine.ContainerSpec {
 		PidsLimit:    l.PidsLimit,
 		NoFile:       l.NoFile,
 		Runtime:      cfg.Runtime,
+		LogConfig:    logConfig(l),
 	}
+}
+
+// logConfig is the json-file driver with rotation: Wharf follows the output
+// live (tenant logs), so the engine only keeps a small rotating buffer.
+func logConfig(l Limits) engine.LogConfig {
+	size, files := l.LogBytes, l.LogFiles
+	if size <= 0 {
+		size = DefaultLimits.LogBytes
+	}
+	if files <= 0 {
+		files = DefaultLimits.LogFiles
+	}
+	return engine.LogConfig{Driver: "json-file", Options: map[string]string{
+		"max-size": strconv.FormatInt(size, 10),
+		"max-file": strconv.Itoa(files),
+	}}
 }
