@@ -214,7 +214,7 @@ func (n *Node) startContainers(ctx context.Context) error {
 		Limits: pool.Limits{
 			MemoryBytes: int64(n.cfg.ContainerMemory), NanoCPUs: n.cfg.NanoCPUs(), PidsLimit: n.cfg.ContainerPids,
 			NoFile: n.cfg.ContainerNoFile, TmpfsBytes: int64(n.cfg.ContainerTmpfs),
-			LogBytes: int64(n.cfg.ContainerLogSize), LogFiles: n.cfg.ContainerLogFiles,
+			LogBytes: int64(n.cfg.ContainerLogSize), LogFiles: n.cfg.ContainerLogFiles, LogRate: n.cfg.LogRate,
 		},
 		Runtime: n.cfg.ContainerRuntime,
 	}, n.eng, n.log)

@@ -20,6 +20,9 @@ type Limits struct {
 	// instead of filling the disk. Zero takes the default.
 	LogBytes int64
 	LogFiles int
+	// LogRate is the console lines per second the runner writes (bursts of
+	// twice that); 0 keeps the runner's default.
+	LogRate int
 }
 
 // DefaultLimits are safe for a small node: 128 MiB, half a CPU, 64 processes.
@@ -64,6 +67,7 @@ func Spec(cfg Config, name string) engine.ContainerSpec {
 		Env: []string{
 			fmt.Sprintf("WHARF_PORT=%d", RunnerPort),
 			"WHARF_APP_DIR=" + AppMount,
+			fmt.Sprintf("WHARF_LOG_RATE=%d", logRate(l)),
 		},
 		User: RunnerUser,
 		Labels: map[string]string{
@@ -87,6 +91,16 @@ func Spec(cfg Config, name string) engine.ContainerSpec {
 		Runtime:      cfg.Runtime,
 		LogConfig:    logConfig(l),
 	}
+}
+
+// DefaultLogRate is the runner's console lines per second when none is set.
+const DefaultLogRate = 100
+
+func logRate(l Limits) int {
+	if l.LogRate <= 0 {
+		return DefaultLogRate
+	}
+	return l.LogRate
 }
 
 // logConfig is the json-file driver with rotation: Wharf follows the output
