@@ -32,6 +32,9 @@ type Config struct {
 	ColdStartTimeout time.Duration
 	// Probe checks a runner after a timeout; default pool.HTTPProbe.
 	Probe func(ctx context.Context, ip string) error
+	// Assigned, when set, learns of each container given to a tenant, with
+	// the time of the claim (the node follows its output from then on).
+	Assigned func(tenant string, c *pool.Container, since time.Time)
 }
 
 // Assignment is a tenant's container.
@@ -155,6 +158,9 @@ func (h *Handler) claim(tenant string) (*Assignment, error) {
 	h.mu.Unlock()
 	h.coldStarts.Add(1)
 	h.log.Info("container assigned", "tenant", tenant, "container", c.Name, "claim", time.Since(start))
+	if h.cfg.Assigned != nil {
+		h.cfg.Assigned(tenant, c, start)
+	}
 	return a, nil
 }
 

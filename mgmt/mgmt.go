@@ -61,6 +61,8 @@ type Config struct {
 	MaxCodeBytes     int // default 1 MiB
 	DefaultTimeoutMS int // default 30000; used when a function is stored with timeout_ms 0
 	MaxTimeoutMS     int // default 300000
+	// Logs serves GET /tenants/:tenant/logs; nil answers 501 logs_unavailable.
+	Logs Logs
 }
 
 // Defaults of Config.
@@ -125,6 +127,10 @@ func (a *API) Register(g *echo.Group) {
 	g.DELETE("/tenants/:tenant/functions/:name", a.deleteFunction, auth)
 	g.GET("/tenants/:tenant/functions/:name/versions", a.listVersions, auth)
 	g.POST("/tenants/:tenant/functions/:name/rollback", a.rollback, auth)
+
+	g.GET("/tenants/:tenant/logs", a.tenantLogs, auth)
+	g.GET("/whoami", a.whoami, auth)
+	g.GET("/openapi.json", openAPI)
 }
 
 // noContent answers 204.

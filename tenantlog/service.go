@@ -120,6 +120,9 @@ type tenantState struct {
 	lines    []store.LogLine
 	bytes    int
 	lastSeen time.Time
+	// flushing are lines on their way to the store: still part of the
+	// history until the write returned.
+	flushing []store.LogLine
 }
 
 // Service follows containers' output and serves it.
@@ -368,6 +371,18 @@ func (s *Service) Recent(ctx context.Context, tenant, function string, n int) ([
 	if n <= 0 {
 		return []store.LogLine{}, nil
 	}
+	// This node's lines not stored yet are read first: one being written
+	// meanwhile is then found in the store too, and counted once.
+	var local []store.LogLine
+	s.mu.Lock()
+	if st := s.tenants[tenantKey{tenant, t.UID}]; st != nil {
+		for _, l := range slices.Concat(st.flushing, st.lines) {
+			if store.LogLineMatches(l, function) {
+				local = append(local, storedForm(l))
+			}
+		}
+	}
+	s.mu.Unlock()
 	var lines []store.LogLine
 	if s.cfg.keepsHistory() {
 		lines, err = s.st.RecentLogs(ctx, store.LogQuery{Tenant: tenant, TenantUID: t.UID, Function: function, Limit: n})
@@ -375,15 +390,17 @@ func (s *Service) Recent(ctx context.Context, tenant, function string, n int) ([
 			return nil, err
 		}
 	}
-	s.mu.Lock()
-	if st := s.tenants[tenantKey{tenant, t.UID}]; st != nil {
-		for _, l := range st.lines {
-			if store.LogLineMatches(l, function) {
-				lines = append(lines, l)
-			}
-		}
+	stored := map[store.LogLine]int{}
+	for _, l := range lines {
+		stored[l]++
 	}
-	s.mu.Unlock()
+	for _, l := range local {
+		if stored[l] > 0 {
+			stored[l]--
+			continue
+		}
+		lines = append(lines, l)
+	}
 	slices.SortStableFunc(lines, func(a, b store.LogLine) int { return a.Time.Compare(b.Time) })
 	if len(lines) > n {
 		lines = lines[len(lines)-n:]
@@ -442,8 +459,9 @@ func (s *Service) flush(ctx context.Context) {
 		}
 		if len(st.lines) > 0 {
 			chunks = append(chunks, pendingChunk{k: k, lines: st.lines})
+			st.flushing = append(st.flushing, st.lines...)
 			st.lines, st.bytes = nil, 0
-		} else if now.Sub(st.lastSeen) > idleAfter {
+		} else if len(st.flushing) == 0 && now.Sub(st.lastSeen) > idleAfter {
 			delete(s.tenants, k)
 		}
 	}
@@ -454,7 +472,18 @@ func (s *Service) flush(ctx context.Context) {
 	slices.SortFunc(chunks, func(a, b pendingChunk) int { return cmp.Compare(a.k.tenant, b.k.tenant) })
 	for _, c := range chunks {
 		s.store(ctx, c, now)
+		s.mu.Lock()
+		if st := s.tenants[c.k]; st != nil {
+			st.flushing = st.flushing[min(len(c.lines), len(st.flushing)):]
+		}
+		s.mu.Unlock()
 	}
+}
+
+// storedForm is a line as the store gives it back (UTC, milliseconds).
+func storedForm(l store.LogLine) store.LogLine {
+	l.Time = l.Time.UTC().Truncate(time.Millisecond)
+	return l
 }
 
 func rateNotice(dropped, rate int, node string, now time.Time) store.LogLine {
