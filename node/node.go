@@ -30,6 +30,7 @@ import (
 	"github.com/wharfhq/wharf/proxy"
 	"github.com/wharfhq/wharf/secretbox"
 	"github.com/wharfhq/wharf/store"
+	"github.com/wharfhq/wharf/tenantlog"
 )
 
 // Node is a running Wharf node.
@@ -47,6 +48,7 @@ type Node struct {
 	pool    *pool.Pool
 	handler *handler.Handler
 	catalog *catalog.Catalog
+	logs    *tenantlog.Service
 	proxy   *proxy.Proxy
 	echo    *echo.Echo
 	srv     *http.Server
@@ -235,7 +237,8 @@ func (n *Node) startContainers(ctx context.Context) error {
 	go func() { defer n.bg.Done(); n.pool.Run(bgctx) }()
 	go func() { defer n.bg.Done(); n.watchEvents(bgctx) }()
 
-	n.handler = handler.New(n.pool, handler.Config{}, n.log)
+	n.startLogs()
+	n.handler = handler.New(n.pool, handler.Config{Assigned: n.containerAssigned}, n.log)
 	n.onStop(n.handler.Close)
 	n.catalog = catalog.New(n.st, n.log)
 	n.proxy = proxy.New(proxy.Config{
