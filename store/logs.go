@@ -17,7 +17,7 @@ const CollLogs = "logs"
 // LogLine is one line of a tenant function's output.
 type LogLine struct {
 	Time      time.Time `bson:"t" json:"time"`
-	Function  string    `bson:"fn" json:"function"`   // "" when the line carried no tag
+	Function  string    `bson:"fn" json:"function"`    // "" when the line carried no tag
 	RequestID string    `bson:"rid" json:"request_id"` // "" when the line carried no tag
 	Level     string    `bson:"lvl" json:"level"`
 	Message   string    `bson:"msg" json:"message"`
