@@ -179,7 +179,9 @@ func gatherSecrets(file string, flags multi) (map[string]string, error) {
 }
 
 // waitForModules shows module builds until each is ready, one fails, or
-// wait passes; then returns the function's status as the node has it.
+// wait passes; then follows the function's own status until it is no longer
+// building. Without a module endpoint (GET /api/v1/modules) only the
+// function's status is followed.
 func (r *runner) waitForModules(s *session, tenant string, st client.FunctionStatus, wait time.Duration) (client.FunctionStatus, error) {
 	var pending []client.Module
 	for _, m := range st.Modules {
@@ -196,69 +198,66 @@ func (r *runner) waitForModules(s *session, tenant string, st client.FunctionSta
 	}
 	r.progress("Building %d module(s): %s\n", len(pending), strings.Join(names, ", "))
 	start := time.Now()
-	perModule := true // GET /api/v1/modules; without it, the function's status
-	for {
-		if len(pending) == 0 && !perModule {
-			break
-		}
+	tick := func() error {
 		if time.Since(start) > wait {
-			return st, fmt.Errorf("modules of %s are still building after %s; `wharf fn ls` shows when they are ready", st.Name, wait)
+			return fmt.Errorf("modules of %s are still building after %s; `wharf fn ls` shows when they are ready", st.Name, wait)
 		}
 		select {
 		case <-r.ctx.Done():
-			return st, r.ctx.Err()
+			return r.ctx.Err()
 		case <-time.After(time.Second):
+			return nil
 		}
-		if perModule {
-			var still []client.Module
-			for _, m := range pending {
-				b, err := s.GetModule(r.ctx, m.Name, m.Version)
-				var apiErr *client.Error
-				if errors.As(err, &apiErr) && (apiErr.Status == http.StatusNotFound || apiErr.Status == http.StatusMethodNotAllowed) {
-					perModule = false
-					break
-				}
-				if err != nil {
-					return st, err
-				}
-				switch b.Status {
-				case "ready":
-					r.progress("  %s@%s ready (%s)\n", m.Name, m.Version, time.Since(start).Round(time.Second))
-				case "failed":
-					if b.Log != "" || b.Error != "" {
-						r.progress("Build log of %s@%s:\n%s%s\n", m.Name, m.Version, b.Error, b.Log)
-					}
-					return st, fmt.Errorf("module %s@%s failed to build", m.Name, m.Version)
-				default:
-					still = append(still, m)
-				}
+	}
+	for len(pending) > 0 {
+		if err := tick(); err != nil {
+			return st, err
+		}
+		var still []client.Module
+		for _, m := range pending {
+			b, err := s.GetModule(r.ctx, m.Name, m.Version)
+			var apiErr *client.Error
+			if errors.As(err, &apiErr) && (apiErr.Status == http.StatusNotFound || apiErr.Status == http.StatusMethodNotAllowed) {
+				pending = nil // no module endpoint: the function's status says it all
+				break
 			}
-			if perModule {
-				pending = still
-				if len(pending) == 0 {
-					break
+			if err != nil {
+				return st, err
+			}
+			switch b.Status {
+			case "ready":
+				r.progress("  %s@%s ready (%s)\n", m.Name, m.Version, time.Since(start).Round(time.Second))
+			case "failed":
+				if b.Log != "" || b.Error != "" {
+					r.progress("Build log of %s@%s:\n%s%s\n", m.Name, m.Version, b.Error, b.Log)
 				}
-				continue
+				return st, fmt.Errorf("module %s@%s failed to build", m.Name, m.Version)
+			default:
+				still = append(still, m)
 			}
 		}
+		if pending == nil {
+			break
+		}
+		pending = still
+	}
+	for {
 		item, err := r.functionItem(s, tenant, st.Name)
 		if err != nil {
 			return st, err
 		}
 		switch item.Status {
-		case "ready":
-			st.Status = "ready"
-			return st, nil
+		case "building":
 		case "failed":
-			return st, fmt.Errorf("modules of %s failed to build", st.Name)
+			return st, fmt.Errorf("modules of %s failed to build; `wharf fn get %s` shows them", st.Name, st.Name)
+		default:
+			st.Status = item.Status
+			return st, nil
+		}
+		if err := tick(); err != nil {
+			return st, err
 		}
 	}
-	item, err := r.functionItem(s, tenant, st.Name)
-	if err != nil {
-		return st, err
-	}
-	st.Status = item.Status
-	return st, nil
 }
 
 func (r *runner) functionItem(s *session, tenant, name string) (client.FunctionItem, error) {

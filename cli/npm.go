@@ -232,7 +232,8 @@ func splitDep(arg string) (name, spec string, err error) {
 	} else {
 		name, spec = arg[:i], arg[i+1:]
 	}
-	if name == "" || strings.ContainsAny(name, " \t") {
+	scope, pkg, scoped := strings.Cut(strings.TrimPrefix(name, "@"), "/")
+	if name == "" || strings.ContainsAny(name, " \t") || (strings.HasPrefix(name, "@") && (!scoped || scope == "" || pkg == "")) {
 		return "", "", fmt.Errorf("--dep %q is not name@version", arg)
 	}
 	if spec == "" {
