@@ -11,7 +11,7 @@ import (
 	"testing"
 )
 
-func loadPackument(t *testing.T, file string) *packument {
+func loadPackument(t testing.TB, file string) *packument {
 	t.Helper()
 	b, err := os.ReadFile("testdata/" + file)
 	if err != nil {
