@@ -176,15 +176,19 @@ func (r *runner) tenant(c common, s *session) (string, error) {
 	if t := first(c.tenant, r.env.Getenv("WHARF_TENANT")); t != "" {
 		return t, nil
 	}
+	admin := usagef("the admin token manages every tenant: name one with --tenant or WHARF_TENANT")
 	if !s.fromEnv && s.profile.Tenant != "" {
 		return s.profile.Tenant, nil
+	}
+	if !s.fromEnv && s.profile.Admin {
+		return "", admin
 	}
 	w, err := s.Whoami(r.ctx)
 	if err != nil {
 		return "", err
 	}
 	if w.Admin {
-		return "", usagef("the admin token manages every tenant: name one with --tenant or WHARF_TENANT")
+		return "", admin
 	}
 	return w.Tenant, nil
 }
