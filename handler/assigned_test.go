@@ -12,8 +12,8 @@ import (
 )
 
 // Invariant: the Assigned hook learns of every container given to a tenant,
-// once per claim (not on warm requests), with the claim's start time, so
-// the node can follow exactly the output that belongs to the tenant.
+// once per claim (not on warm requests), with the time the ready container
+// was taken, so the node follows exactly the output that belongs to the tenant.
 func TestAssignedHook(t *testing.T) {
 	dir := t.TempDir()
 	f := enginetest.New()

@@ -33,7 +33,8 @@ type Config struct {
 	// Probe checks a runner after a timeout; default pool.HTTPProbe.
 	Probe func(ctx context.Context, ip string) error
 	// Assigned, when set, learns of each container given to a tenant, with
-	// the time of the claim (the node follows its output from then on).
+	// the time it was taken from the pool, ready (the node follows its
+	// output from then on, so nothing of the runner's start shows).
 	Assigned func(tenant string, c *pool.Container, since time.Time)
 }
 
@@ -140,6 +141,7 @@ func (h *Handler) claim(tenant string) (*Assignment, error) {
 	if err != nil {
 		return nil, err
 	}
+	taken := time.Now() // the runner is ready: all it prints from now on is the tenant's
 	// Record ownership before anything of the tenant reaches the container,
 	// so a crash from here on can never put it back into the pool.
 	if err := pool.MarkOwner(c, tenant); err != nil {
@@ -159,7 +161,7 @@ func (h *Handler) claim(tenant string) (*Assignment, error) {
 	h.coldStarts.Add(1)
 	h.log.Info("container assigned", "tenant", tenant, "container", c.Name, "claim", time.Since(start))
 	if h.cfg.Assigned != nil {
-		h.cfg.Assigned(tenant, c, start)
+		h.cfg.Assigned(tenant, c, taken)
 	}
 	return a, nil
 }

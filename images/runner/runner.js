@@ -892,9 +892,11 @@ async function warmUp() {
     loaded.clear();
     loading.clear();
     if (root) fs.rmSync(root, { recursive: true, force: true });
+    // Written before the probe can say ready: the host follows a container's output for its tenant from the moment
+    // it takes the ready container, so the runner's start never shows in a tenant's log.
+    log('warmed up in ' + Number((process.hrtime.bigint() - start) / 1000000n) + ' ms');
     warming = false;
   }
-  log('warmed up in ' + Number((process.hrtime.bigint() - start) / 1000000n) + ' ms');
 }
 
 server.listen(PORT, HOST, () => {
