@@ -95,7 +95,8 @@ func (s *logStream) drain(d time.Duration) []client.LogLine {
 // Invariant: a function's console output reaches its own tenant's live
 // stream, tagged with the function and the very request id its caller got
 // in X-Request-Id, and never another tenant's stream, whatever the code
-// writes (a forged tag stays in the writer's own log).
+// writes (a forged tag stays in the writer's own log). A draining node ends
+// open streams rather than wait for them.
 func TestLogsLiveAndIsolated(t *testing.T) {
 	n := startNode(t)
 	acme := createTenant(t, n, "acme")
@@ -169,6 +170,17 @@ func TestLogsLiveAndIsolated(t *testing.T) {
 		}
 	}
 	expect(t, do(t, n, "GET", "/api/v1/tenants/acme/logs?follow=false", globex, nil), http.StatusNotFound)
+
+	// SIGTERM ends open streams instead of waiting for their clients.
+	start := time.Now()
+	if err := n.Stop(60 * time.Second); err != nil {
+		t.Fatalf("stop with open log streams: %v", err)
+	}
+	if took := time.Since(start); took > 15*time.Second {
+		t.Fatalf("the drain waited %v for open log streams", took)
+	}
+	for range acmeAll.lines {
+	}
 }
 
 // Invariant: a flood of output is rate-limited (console in the runner, raw
