@@ -37,8 +37,13 @@ func FuzzPutFunctionBody(f *testing.F) {
 		if strings.TrimSpace(spec.Code) == "" || len(spec.Code) > 1<<10 {
 			t.Fatalf("accepted code of %d bytes", len(spec.Code))
 		}
-		if len(spec.Dependencies) > 0 {
-			t.Fatal("dependencies accepted by a node without a module builder")
+		if len(spec.Dependencies) > MaxDependencies {
+			t.Fatalf("%d dependencies accepted", len(spec.Dependencies))
+		}
+		for name, version := range spec.Dependencies {
+			if !validNPMName(name) || !validExactVersion(version) {
+				t.Fatalf("dependency %q@%q accepted", name, version)
+			}
 		}
 		if len(spec.Secrets) > MaxSecrets {
 			t.Fatalf("%d secrets accepted", len(spec.Secrets))
