@@ -72,6 +72,27 @@ func ParseStdout(raw []byte, now time.Time) store.LogLine {
 	return store.LogLine{Time: now, Level: LevelStdout, Message: cleanMessage(string(raw))}
 }
 
+// runnerStartPrefixes begin the only lines the runner writes before it
+// reports ready (each one line). A container is followed from the moment it
+// was taken ready, but the engine timestamps output when it reads it, so
+// one of these can arrive late: they are never a tenant's.
+var runnerStartPrefixes = [][]byte{
+	[]byte("[wharf-runner] listening on "),
+	[]byte("[wharf-runner] warm-up failed"),
+	[]byte("[wharf-runner] warmed up in "),
+}
+
+// IsRunnerStart tells whether a stderr line is one of the runner's own
+// start-up lines.
+func IsRunnerStart(raw []byte) bool {
+	for _, p := range runnerStartPrefixes {
+		if bytes.HasPrefix(raw, p) {
+			return true
+		}
+	}
+	return false
+}
+
 // ParseStderr turns one line of a container's stderr (the runner's own
 // diagnostics, e.g. an uncaught exception's stack) into an untagged line.
 func ParseStderr(raw []byte, now time.Time) store.LogLine {

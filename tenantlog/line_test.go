@@ -73,3 +73,19 @@ func TestParseStderrAndLongMessages(t *testing.T) {
 		t.Fatal("a message of exactly the cap was changed")
 	}
 }
+
+func TestIsRunnerStart(t *testing.T) {
+	cases := map[string]bool{
+		"[wharf-runner] listening on 0.0.0.0:8080, functions in /app/functions": true,
+		"[wharf-runner] warmed up in 312 ms":                                    true,
+		"[wharf-runner] warm-up failed (serving anyway): EROFS":                 true,
+		"[wharf-runner] unhandled asynchronous exception (uncaughtException)":   false,
+		"listening on 0.0.0.0:8080":                                             false,
+		"":                                                                      false,
+	}
+	for line, want := range cases {
+		if got := IsRunnerStart([]byte(line)); got != want {
+			t.Errorf("%q: %v, want %v", line, got, want)
+		}
+	}
+}

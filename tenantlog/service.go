@@ -190,7 +190,12 @@ func (s *Service) follow(tenant, id string, since time.Time) {
 	k := tenantKey{tenant, uid}
 	var last time.Time
 	out := newLineWriter(MaxRawLine, func(b []byte) { last = s.now(); s.publish(k, ParseStdout(b, last)) })
-	errw := newLineWriter(MaxRawLine, func(b []byte) { last = s.now(); s.publish(k, ParseStderr(b, last)) })
+	errw := newLineWriter(MaxRawLine, func(b []byte) {
+		last = s.now()
+		if !IsRunnerStart(b) {
+			s.publish(k, ParseStderr(b, last))
+		}
+	})
 	backoff := 100 * time.Millisecond
 	for {
 		err := s.eng.FollowLogs(s.ctx, id, since, out, errw)

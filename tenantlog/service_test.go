@@ -147,6 +147,7 @@ func TestFollowStreamsAndKeepsHistory(t *testing.T) {
 	f.EmitLog(a, false, record("hook", "r1", "log", "hello from hook"))
 	f.EmitLog(a, false, record("other", "r2", "error", "from other"))
 	f.EmitLog(a, false, "raw write\n")
+	f.EmitLog(a, true, "[wharf-runner] warmed up in 300 ms\n") // late start-up line: nobody's
 	f.EmitLog(a, true, "[wharf-runner] diagnostics\n")
 	// A line of acme's code pretending to be globex's stays acme's.
 	f.EmitLog(a, false, `{"t":"x","lvl":"log","fn":"hook","rid":"r9","msg":"i am globex","tenant":"globex"}`+"\n")

@@ -21,6 +21,8 @@
 //   rest counted in a "system" line. stderr carries the runner's own diagnostics. Code can still write anything to
 //   process.stdout itself (and so imitate a tag): that is its own tenant's log only, as the container is the
 //   tenant's alone.
+// - Before it reports ready the runner writes only single lines on stderr starting "[wharf-runner] listening on",
+//   "[wharf-runner] warm-up failed" or "[wharf-runner] warmed up in"; the host never shows them to a tenant.
 //
 // Functions follow the Auth0 Webtask programming model; design/WEBTASK.md is the contract implemented here.
 // This file must stay a single dependency-free CommonJS script: the image holds only node and this file.
@@ -886,7 +888,8 @@ async function warmUp() {
       }
     }
   } catch (err) {
-    log('warm-up failed (serving anyway)', err);
+    // One line, like every line written before the runner is ready: the host recognises and skips them.
+    log('warm-up failed (serving anyway): ' + errorMessage(err).replace(/\s+/g, ' '));
   } finally {
     functionsDir = FUNCTIONS_DIR;
     loaded.clear();
