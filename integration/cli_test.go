@@ -200,23 +200,23 @@ func TestCLIEndToEnd(t *testing.T) {
 	}
 
 	// Logs: the recent lines carry the function and request id of each call.
-	var lines []struct {
+	type logLine struct {
 		Function  string `json:"function"`
 		RequestID string `json:"request_id"`
 		Level     string `json:"level"`
 		Message   string `json:"message"`
 		Time      time.Time
 	}
-	eventually(t, 10*time.Second, "both calls' lines in the logs", func() bool {
-		lines = decode[[]struct {
-			Function  string `json:"function"`
-			RequestID string `json:"request_id"`
-			Level     string `json:"level"`
-			Message   string `json:"message"`
-			Time      time.Time
-		}](t, c.ok(tenant, "logs", "--function", "hook", "-o", "json"))
-		return len(lines) == 2
-	})
+	var lines []logLine
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		lines = decode[[]logLine](t, c.ok(tenant, "logs", "--function", "hook", "-o", "json"))
+		if len(lines) == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("logs of hook after 10 s: %+v", lines)
+		}
+	}
 	if lines[0].Message != "hook called with x=42" || lines[1].Message != "hook called with x=7" ||
 		lines[0].Function != "hook" || lines[0].Level != "log" || lines[0].RequestID == "" || lines[0].RequestID == lines[1].RequestID ||
 		time.Since(lines[0].Time) > time.Minute {

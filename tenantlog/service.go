@@ -27,9 +27,11 @@ type Store interface {
 
 var _ Store = (*store.Store)(nil)
 
-// Engine is the one thing the service needs from the container engine.
+// Engine is what the service needs from the container engine: a
+// container's output, and whether it still runs when that output ends.
 type Engine interface {
 	FollowLogs(ctx context.Context, id string, since time.Time, stdout, stderr io.Writer) error
+	InspectContainer(ctx context.Context, id string) (engine.ContainerInfo, error)
 }
 
 // Config configures a Service. Zero fields take the defaults.
@@ -196,17 +198,19 @@ func (s *Service) follow(tenant, id string, since time.Time) {
 			s.publish(k, ParseStderr(b, last))
 		}
 	})
+	log.Debug("following container output", "since", since)
+	defer log.Debug("container output followed to its end")
 	backoff := 100 * time.Millisecond
 	for {
 		err := s.eng.FollowLogs(s.ctx, id, since, out, errw)
 		out.Flush()
 		errw.Flush()
-		if err == nil || s.ctx.Err() != nil || isNotFound(err) {
+		if s.ctx.Err() != nil || isNotFound(err) || (err == nil && !s.running(id)) {
 			return
 		}
-		// The stream broke while the container runs: pick it up again from
-		// the last line received (a line at the break may repeat).
-		log.Warn("container output stream broke; following again", "err", err)
+		// The stream ended or broke while the container runs: pick it up
+		// again from the last line received (a line at the break may repeat).
+		log.Warn("container output stream ended early; following again", "err", err)
 		if !last.IsZero() {
 			since = last
 		}
@@ -217,6 +221,18 @@ func (s *Service) follow(tenant, id string, since time.Time) {
 		}
 		backoff = min(backoff*2, 5*time.Second)
 	}
+}
+
+// running tells whether a container still runs (when in doubt, it does:
+// following again costs little, losing its output does not).
+func (s *Service) running(id string) bool {
+	ctx, cancel := context.WithTimeout(s.ctx, storeTimeout)
+	defer cancel()
+	info, err := s.eng.InspectContainer(ctx, id)
+	if isNotFound(err) {
+		return false
+	}
+	return err != nil || info.Running
 }
 
 // resolve finds the tenant incarnation a container serves, retrying while

@@ -5,8 +5,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -391,5 +393,53 @@ func TestSlowSubscriberDropsAndIsTold(t *testing.T) {
 	other.Close()
 	if n := h.subscribers(); n != 0 {
 		t.Fatalf("%d subscribers left", n)
+	}
+}
+
+// endsEarly is an engine whose first output stream ends (without an error)
+// while the container still runs, as engines sometimes do.
+type endsEarly struct {
+	*enginetest.Fake
+	calls atomic.Int32
+}
+
+func (e *endsEarly) FollowLogs(ctx context.Context, id string, since time.Time, stdout, stderr io.Writer) error {
+	if e.calls.Add(1) > 1 {
+		return e.Fake.FollowLogs(ctx, id, since, stdout, stderr)
+	}
+	short, cancel := context.WithTimeout(ctx, 150*time.Millisecond)
+	defer cancel()
+	_ = e.Fake.FollowLogs(short, id, since, stdout, stderr)
+	return nil
+}
+
+// Invariant: an output stream that ends while its container still runs is
+// followed again, from the last line received: nothing lost, nothing repeated.
+func TestStreamEndingEarlyIsFollowedAgain(t *testing.T) {
+	st := newStore(t)
+	eng := &endsEarly{Fake: enginetest.New()}
+	s := newService(t, st, eng, Config{})
+	sub, _ := s.Subscribe(testCtx(t), "acme", "")
+	defer sub.Close()
+	a := startContainer(t, eng.Fake, "a")
+	s.Follow("acme", a, time.Time{})
+	eng.EmitLog(a, false, record("f", "r1", "log", "before the end"))
+	if l := next(t, sub); l.Message != "before the end" {
+		t.Fatalf("got %+v", l)
+	}
+	eventually(t, "the stream to end and be followed again", func() bool { return eng.calls.Load() >= 2 })
+	eng.EmitLog(a, false, record("f", "r2", "log", "after the end"))
+	if l := next(t, sub); l.Message != "after the end" {
+		t.Fatalf("got %+v (a repeat, or nothing)", l)
+	}
+	nothing(t, sub, 200*time.Millisecond)
+	// A container that stopped is not followed again.
+	eng.Kill(a, 0)
+	done := make(chan struct{})
+	go func() { sub.Close(); s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("still following a stopped container")
 	}
 }
