@@ -20,7 +20,9 @@ func TestMain(m *testing.M) {
 		fmt.Fprintf(os.Stderr, "integration tests need a Docker engine (run `make test`, which starts one): %v\n%s", err, out)
 		os.Exit(1)
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	wharftest.RemoveBinary()
+	os.Exit(code)
 }
 
 // startNode runs a node and registers its cleanup at once.

@@ -91,6 +91,14 @@ func Binary() (string, error) {
 	return binPath, buildErr
 }
 
+// RemoveBinary deletes the binary Binary built (call it once the tests are
+// done, e.g. at the end of TestMain): each test process builds its own.
+func RemoveBinary() {
+	if binPath != "" {
+		_ = os.RemoveAll(filepath.Dir(binPath))
+	}
+}
+
 func randID(prefix string) string {
 	b := make([]byte, 4)
 	_, _ = rand.Read(b)
