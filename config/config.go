@@ -64,6 +64,13 @@ type Config struct {
 	Isolation  // isolation.go
 	// Modules (serve and builder)
 	Build Build
+	// Management API and tenant logs
+	APITimeout        time.Duration // bound of a management request (log streams excepted)
+	ContainerLogSize  ByteSize      // json-file max-size of a container's output
+	ContainerLogFiles int           // json-file max-file
+	LogHistoryLines   int           // recent log lines kept in the store per tenant
+	LogHistoryAge     time.Duration // older lines are removed
+	LogRate           int           // log lines per second a tenant may write on one node
 }
 
 // ByteSize is a size flag accepting "128m", "1g", "4096".
@@ -139,6 +146,12 @@ func FlagSet(cmd string, c *Config, out io.Writer) *flag.FlagSet {
 		dur(&c.MaxTimeout, "max-function-timeout", 5*time.Minute, "largest timeout a function may set")
 		size(&c.MaxBody, "max-body", 6<<20, "largest request body a function accepts")
 		size(&c.MaxCode, "max-code", 1<<20, "largest function code accepted")
+		dur(&c.APITimeout, "api-timeout", 30*time.Second, "how long a management API request may take (log streams excepted)")
+		size(&c.ContainerLogSize, "container-log-size", 1<<20, "output the engine keeps per container log file (rotated)")
+		fs.IntVar(&c.ContainerLogFiles, "container-log-files", 2, "rotated log files the engine keeps per container")
+		fs.IntVar(&c.LogHistoryLines, "log-history-lines", 1000, "recent function log lines kept in the store per tenant")
+		dur(&c.LogHistoryAge, "log-history-age", 7*24*time.Hour, "function log lines older than this are removed from the store")
+		fs.IntVar(&c.LogRate, "log-rate", 100, "function log lines per second a tenant may write on one node (bursts of 2x)")
 		isolationFlags(fs, &c.Isolation)
 		buildFlags(fs, cmd, &c.Build)
 	case CmdBuilder:
@@ -237,6 +250,24 @@ func (c Config) Validate(cmd string) error {
 		}
 		if c.ContainerPids < 8 {
 			bad("--container-pids %d must be at least 8", c.ContainerPids)
+		}
+		if c.ContainerLogFiles < 1 || c.ContainerLogFiles > 100 {
+			bad("--container-log-files %d must be between 1 and 100", c.ContainerLogFiles)
+		}
+		if c.ContainerLogSize < 64<<10 {
+			bad("--container-log-size must be at least 64k")
+		}
+		if c.LogHistoryLines < 0 || c.LogHistoryLines > 100_000 {
+			bad("--log-history-lines %d must be between 0 and 100000", c.LogHistoryLines)
+		}
+		if c.LogRate < 1 || c.LogRate > 100_000 {
+			bad("--log-rate %d must be between 1 and 100000", c.LogRate)
+		}
+		if c.APITimeout <= 0 {
+			bad("--api-timeout must be positive")
+		}
+		if c.LogHistoryAge <= 0 {
+			bad("--log-history-age must be positive")
 		}
 		if c.ContainerNoFile < 64 {
 			bad("--container-nofile %d must be at least 64", c.ContainerNoFile)

@@ -18,6 +18,10 @@ func TestLoadDefaultsEnvAndFlags(t *testing.T) {
 	if c.Listen != "127.0.0.1:8080" || c.PoolSize != 4 || c.DataDir != "./wharf-data" || c.ContainerMemory != 128<<20 {
 		t.Fatalf("defaults: %+v", c)
 	}
+	if c.APITimeout != 30*time.Second || c.ContainerLogSize != 1<<20 || c.ContainerLogFiles != 2 ||
+		c.LogHistoryLines != 1000 || c.LogHistoryAge != 7*24*time.Hour || c.LogRate != 100 {
+		t.Fatalf("log and API defaults: %+v", c)
+	}
 	c, err = Load(CmdServe, []string{"--pool-size", "7"},
 		env(map[string]string{"WHARF_POOL_SIZE": "2", "WHARF_LISTEN": "127.0.0.1:9", "WHARF_CONTAINER_MEMORY": "256m"}), io.Discard)
 	if err != nil {
@@ -49,6 +53,12 @@ func TestLoadErrors(t *testing.T) {
 		{"bad log level", []string{"--log-level", "loud"}, nil, "--log-level"},
 		{"stray argument", []string{"extra"}, nil, "unexpected argument"},
 		{"unknown flag", []string{"--nope"}, nil, "not defined"},
+		{"zero log files", []string{"--container-log-files", "0"}, nil, "--container-log-files"},
+		{"tiny log size", []string{"--container-log-size", "1k"}, nil, "at least 64k"},
+		{"negative history", []string{"--log-history-lines", "-1"}, nil, "--log-history-lines"},
+		{"zero log rate", []string{"--log-rate", "0"}, nil, "--log-rate"},
+		{"zero api timeout", []string{"--api-timeout", "0s"}, nil, "--api-timeout"},
+		{"zero history age", []string{"--log-history-age", "0s"}, nil, "--log-history-age"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

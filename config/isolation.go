@@ -17,7 +17,6 @@ type Isolation struct {
 	EgressDeny     string // comma-separated CIDR prefixes
 	HealthInterval time.Duration
 
-	ContainerLogSize   OptionalSize
 	MaxResponse        ByteSize
 	TenantConcurrency  int
 	TenantQueue        int
@@ -56,8 +55,6 @@ func isolationFlags(fs *flag.FlagSet, c *Isolation) {
 		"comma-separated CIDR prefixes tenant containers may not reach even with egress, e.g. 10.0.0.0/8,172.16.0.0/12,192.168.0.0/16")
 	fs.DurationVar(&c.HealthInterval, "health-interval", 5*time.Second,
 		"how often tenant containers are checked for being held at their pids limit; 0 disables")
-	c.ContainerLogSize = 1 << 20
-	fs.Var(&c.ContainerLogSize, "container-log-size", "function output kept per container on the host's disk (json-file log, rotated); 0 keeps the engine's logging")
 	c.MaxResponse = 6 << 20
 	fs.Var(&c.MaxResponse, "max-response", "largest response body a function may return")
 	fs.IntVar(&c.TenantConcurrency, "tenant-concurrency", 64, "requests of one tenant running at once on this node")

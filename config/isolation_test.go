@@ -13,18 +13,17 @@ func TestIsolationDefaultsAndEnv(t *testing.T) {
 		t.Fatal(err)
 	}
 	if !c.Firewall || !c.Egress || c.SeccompProfile != "" || c.EgressDeny != "" || c.MaxResponse != 6<<20 ||
-		c.TenantConcurrency != 64 || c.TenantQueue != 64 || c.TenantQueueTimeout != time.Second || c.HealthInterval != 5*time.Second ||
-		c.ContainerLogSize != 1<<20 {
+		c.TenantConcurrency != 64 || c.TenantQueue != 64 || c.TenantQueueTimeout != time.Second || c.HealthInterval != 5*time.Second {
 		t.Fatalf("defaults: %+v", c.Isolation)
 	}
 	c, err = Load(CmdServe, []string{"--tenant-concurrency", "3"}, env(map[string]string{
 		"WHARF_EGRESS": "false", "WHARF_FIREWALL": "false", "WHARF_EGRESS_DENY": "10.0.0.0/8",
-		"WHARF_MAX_RESPONSE": "1m", "WHARF_TENANT_CONCURRENCY": "9", "WHARF_CONTAINER_LOG_SIZE": "0",
+		"WHARF_MAX_RESPONSE": "1m", "WHARF_TENANT_CONCURRENCY": "9",
 	}), io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Egress || c.Firewall || c.EgressDeny != "10.0.0.0/8" || c.MaxResponse != 1<<20 || c.TenantConcurrency != 3 || c.ContainerLogSize != 0 {
+	if c.Egress || c.Firewall || c.EgressDeny != "10.0.0.0/8" || c.MaxResponse != 1<<20 || c.TenantConcurrency != 3 {
 		t.Fatalf("env and flags: %+v", c.Isolation)
 	}
 }

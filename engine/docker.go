@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"strconv"
 	"strings"
 	"time"
 
@@ -76,9 +75,8 @@ func (d *Docker) CreateContainer(ctx context.Context, s ContainerSpec) (string, 
 	if s.Init {
 		hc.Init = &s.Init // unset keeps the daemon's default
 	}
-	if s.LogMaxBytes > 0 {
-		hc.LogConfig = container.LogConfig{Type: "json-file", Config: map[string]string{
-			"max-size": strconv.FormatInt(s.LogMaxBytes, 10), "max-file": "2"}}
+	if s.LogConfig.Driver != "" {
+		hc.LogConfig = container.LogConfig{Type: s.LogConfig.Driver, Config: s.LogConfig.Options}
 	}
 	if s.PidsLimit > 0 {
 		pl := s.PidsLimit
@@ -217,6 +215,32 @@ func (d *Docker) ContainerStats(ctx context.Context, id string) (ContainerStats,
 		Pids: int64(s.PidsStats.Current), PidsLimit: int64(s.PidsStats.Limit),
 		MemoryBytes: int64(s.MemoryStats.Usage), MemoryLimit: int64(s.MemoryStats.Limit),
 	}, nil
+}
+
+func (d *Docker) FollowLogs(ctx context.Context, id string, since time.Time, stdout, stderr io.Writer) error {
+	opts := container.LogsOptions{ShowStdout: true, ShowStderr: true, Follow: true}
+	if !since.IsZero() {
+		// "seconds.nanoseconds": the engine keeps sub-second precision this way.
+		opts.Since = fmt.Sprintf("%d.%09d", since.Unix(), since.Nanosecond())
+	}
+	rc, err := d.cli.ContainerLogs(ctx, id, opts)
+	if err != nil {
+		return fmt.Errorf("follow logs of container %s: %w", short(id), mapNotFound(err))
+	}
+	defer rc.Close()
+	// Closing the body is what unblocks a read when ctx ends.
+	stop := context.AfterFunc(ctx, func() { rc.Close() })
+	defer stop()
+	if _, err := stdcopy.StdCopy(stdout, stderr, rc); err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return fmt.Errorf("follow logs of container %s: %w", short(id), err)
+	}
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return nil
 }
 
 func (d *Docker) EnsureNetwork(ctx context.Context, s NetworkSpec) (string, error) {

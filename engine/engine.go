@@ -55,10 +55,17 @@ type ContainerSpec struct {
 	// Init runs the engine's init (tini) as PID 1: it reaps orphaned
 	// processes, which would otherwise hold PIDs of the pids limit forever.
 	Init bool
-	// LogMaxBytes caps what the engine keeps of the container's stdout and
-	// stderr on the host's disk (json-file, rotated at this size, two
-	// files); 0 keeps the engine's default logging.
-	LogMaxBytes int64
+
+	// LogConfig bounds what the engine keeps of the container's output; the
+	// zero value keeps the engine's default driver.
+	LogConfig LogConfig
+}
+
+// LogConfig is a container's log driver with its options, e.g. json-file
+// with max-size and max-file so that no output can fill the host's disk.
+type LogConfig struct {
+	Driver  string
+	Options map[string]string
 }
 
 // ContainerInfo is what Wharf reads back about a container.
@@ -121,6 +128,11 @@ type Engine interface {
 	ContainerLogs(ctx context.Context, id string) (stdout, stderr []byte, err error)
 	// ContainerStats samples a container's resource use once, without waiting.
 	ContainerStats(ctx context.Context, id string) (ContainerStats, error)
+	// FollowLogs copies the container's output written since `since` (zero:
+	// all of it) to stdout and stderr, demultiplexed, and keeps following it.
+	// It returns nil once the container stopped and its output is drained,
+	// ctx's error when ctx ends first.
+	FollowLogs(ctx context.Context, id string, since time.Time, stdout, stderr io.Writer) error
 
 	// EnsureNetwork creates the network if missing and returns its id; an
 	// existing one that differs from spec is an ErrNetworkMismatch.

@@ -47,6 +47,10 @@ type Config struct {
 	// node_modules links to (the node's module cache); nil refuses functions
 	// that have dependencies.
 	Modules Modules
+	// Assigned, when set, learns of each container given to a tenant, with
+	// the time it was taken from the pool, ready (the node follows its
+	// output from then on, so nothing of the runner's start shows).
+	Assigned func(tenant string, c *pool.Container, since time.Time)
 }
 
 // Modules gives the link targets, as containers see them, of a function's
@@ -229,6 +233,7 @@ func (h *Handler) claim(tenant string) (*Assignment, error) {
 	if err != nil {
 		return nil, err
 	}
+	taken := time.Now() // the runner is ready: all it prints from now on is the tenant's
 	// Record ownership before anything of the tenant reaches the container,
 	// so a crash from here on can never put it back into the pool.
 	if err := pool.MarkOwner(c, tenant); err != nil {
@@ -249,6 +254,9 @@ func (h *Handler) claim(tenant string) (*Assignment, error) {
 	h.mu.Unlock()
 	h.coldStarts.Add(1)
 	h.log.Info("container assigned", "tenant", tenant, "container", c.Name, "claim", time.Since(start))
+	if h.cfg.Assigned != nil {
+		h.cfg.Assigned(tenant, c, taken)
+	}
 	return a, nil
 }
 

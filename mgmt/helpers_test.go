@@ -88,6 +88,12 @@ func newEnv(t *testing.T, cfg Config) *env {
 // newEnvWith is newEnv with the Store the API sees wrapped by wrap.
 func newEnvWith(t *testing.T, cfg Config, wrap func(Store) Store) *env {
 	t.Helper()
+	return newEnvFull(t, cfg, wrap, nil)
+}
+
+// newEnvFull is newEnvWith with cfg.Logs built over the env's store by mkLogs (when not nil).
+func newEnvFull(t *testing.T, cfg Config, wrap func(Store) Store, mkLogs func(*store.Store) Logs) *env {
+	t.Helper()
 	ctx := testCtx(t)
 	logs := &syncBuffer{}
 	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
@@ -106,6 +112,9 @@ func newEnvWith(t *testing.T, cfg Config, wrap func(Store) Store) *env {
 	t.Cleanup(func() { _ = st.Close(context.Background()) })
 	if _, err := st.EnsureAdminToken(ctx, testAdminToken); err != nil {
 		t.Fatalf("EnsureAdminToken: %v", err)
+	}
+	if mkLogs != nil {
+		cfg.Logs = mkLogs(st)
 	}
 	hooks := &recHooks{}
 	e := echo.New()
@@ -164,7 +173,9 @@ func (e *env) doHeaders(method, path string, body any, headers map[string]string
 	}
 	rec := httptest.NewRecorder()
 	e.echo.ServeHTTP(rec, req)
-	return resp{Code: rec.Code, Header: rec.Header(), Body: rec.Body.Bytes()}
+	out := resp{Code: rec.Code, Header: rec.Header(), Body: rec.Body.Bytes()}
+	conform(e.t, method, req.URL.Path, out)
+	return out
 }
 
 // want checks the status and decodes the body into out (when not nil).
@@ -284,5 +295,7 @@ func newRequest(ctx context.Context, method, path, token string) *http.Request {
 func serve(e *env, req *http.Request) resp {
 	rec := httptest.NewRecorder()
 	e.echo.ServeHTTP(rec, req)
-	return resp{Code: rec.Code, Header: rec.Header(), Body: rec.Body.Bytes()}
+	r := resp{Code: rec.Code, Header: rec.Header(), Body: rec.Body.Bytes()}
+	conform(e.t, req.Method, req.URL.Path, r)
+	return r
 }

@@ -61,6 +61,8 @@ type Config struct {
 	MaxCodeBytes     int // default 1 MiB
 	DefaultTimeoutMS int // default 30000; used when a function is stored with timeout_ms 0
 	MaxTimeoutMS     int // default 300000
+	// Logs serves GET /tenants/:tenant/logs; nil answers 501 logs_unavailable.
+	Logs Logs
 }
 
 // Defaults of Config.
@@ -128,6 +130,9 @@ func (a *API) Register(g *echo.Group) {
 	g.POST("/tenants/:tenant/functions/:name/rollback", a.rollback, auth)
 
 	g.GET("/modules/*", a.getModule, auth)
+	g.GET("/tenants/:tenant/logs", a.tenantLogs, auth)
+	g.GET("/whoami", a.whoami, auth)
+	g.GET("/openapi.json", openAPI)
 }
 
 // noContent answers 204.

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/labstack/echo/v4"
-	"github.com/labstack/echo/v4/middleware"
 
 	"github.com/wharfhq/wharf/errs"
 	"github.com/wharfhq/wharf/mgmt"
@@ -18,31 +17,13 @@ import (
 )
 
 func (n *Node) startHTTP() {
-	e := echo.New()
-	e.HideBanner, e.HidePort = true, true
-	e.HTTPErrorHandler = errs.HTTPErrorHandler(n.log)
-	e.Use(middleware.RecoverWithConfig(middleware.RecoverConfig{DisableErrorHandler: false, LogErrorFunc: func(c echo.Context, err error, stack []byte) error {
-		n.log.Error("panic serving request", "path", c.Request().URL.Path, "err", err, "stack", string(stack))
-		return err
-	}}))
-	e.Use(middleware.RequestID())
-	if n.log.Enabled(context.Background(), slog.LevelDebug) {
-		e.Use(n.logRequests)
-	}
-	e.Use(n.refuseWhileDraining)
-
-	e.GET("/healthz", func(c echo.Context) error { return c.JSON(http.StatusOK, map[string]string{"status": "ok"}) })
-	e.GET("/readyz", n.readyz)
-	e.GET("/metrics", echo.WrapHandler(n.metrics.Handler()))
-	api := mgmt.New(n.st, hooks{n}, mgmt.Config{
-		MaxCodeBytes: int(n.cfg.MaxCode), DefaultTimeoutMS: n.cfg.FunctionTimeoutMS(), MaxTimeoutMS: n.cfg.MaxTimeoutMS(),
-	}, n.log)
-	api.UseModules(n.mods)
-	// The management body limit leaves room for JSON escaping of the largest code.
-	api.Register(e.Group("/api/v1", middleware.BodyLimit(bodyLimit(int64(n.cfg.MaxCode)*2+64<<10))))
-	n.proxy.Register(e)
+	e := n.newEcho()
 	n.echo = e
 	n.srv = &http.Server{Handler: e, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
+	if n.logs != nil {
+		// Live log streams never end on their own: end them when the drain starts.
+		n.srv.RegisterOnShutdown(n.logs.CloseStreams)
+	}
 	go func() {
 		err := n.srv.Serve(n.ln)
 		if errors.Is(err, http.ErrServerClosed) {
@@ -51,6 +32,38 @@ func (n *Node) startHTTP() {
 		n.serveErr <- err
 		close(n.serveErr)
 	}()
+}
+
+// newEcho assembles the node's HTTP surface: middleware, health, the
+// management API under /api/v1 and the webhooks.
+func (n *Node) newEcho() *echo.Echo {
+	e := echo.New()
+	e.HideBanner, e.HidePort = true, true
+	e.HTTPErrorHandler = errs.HTTPErrorHandler(n.log)
+	n.useCommon(e)
+	if n.log.Enabled(context.Background(), slog.LevelDebug) {
+		e.Use(n.logRequests)
+	}
+
+	e.GET("/healthz", func(c echo.Context) error { return c.JSON(http.StatusOK, map[string]string{"status": "ok"}) })
+	e.GET("/readyz", n.readyz)
+	if n.metrics != nil {
+		e.GET("/metrics", echo.WrapHandler(n.metrics.Handler()))
+	}
+	var logs mgmt.Logs
+	if n.logs != nil {
+		logs = n.logs
+	}
+	api := mgmt.New(n.st, hooks{n}, mgmt.Config{
+		MaxCodeBytes: int(n.cfg.MaxCode), DefaultTimeoutMS: n.cfg.FunctionTimeoutMS(), MaxTimeoutMS: n.cfg.MaxTimeoutMS(),
+		Logs: logs,
+	}, n.log)
+	if n.mods != nil { // a typed nil would look like a module service
+		api.UseModules(n.mods)
+	}
+	api.Register(e.Group("/api/v1", n.apiMiddleware()...))
+	n.proxy.Register(e)
+	return e
 }
 
 func bodyLimit(n int64) string {

@@ -32,6 +32,7 @@ import (
 	"github.com/wharfhq/wharf/proxy"
 	"github.com/wharfhq/wharf/secretbox"
 	"github.com/wharfhq/wharf/store"
+	"github.com/wharfhq/wharf/tenantlog"
 )
 
 // Node is a running Wharf node.
@@ -50,6 +51,7 @@ type Node struct {
 	handler *handler.Handler
 	catalog *catalog.Catalog
 	mods    *modules
+	logs    *tenantlog.Service
 	proxy   *proxy.Proxy
 	metrics *metrics.Metrics
 	echo    *echo.Echo
@@ -232,7 +234,8 @@ func (n *Node) startContainers(ctx context.Context) error {
 		MaxParallel: n.cfg.PoolParallel, ReadyTimeout: n.cfg.ContainerReady,
 		Limits: pool.Limits{
 			MemoryBytes: int64(n.cfg.ContainerMemory), NanoCPUs: n.cfg.NanoCPUs(), PidsLimit: n.cfg.ContainerPids,
-			NoFile: n.cfg.ContainerNoFile, TmpfsBytes: int64(n.cfg.ContainerTmpfs), LogBytes: int64(n.cfg.ContainerLogSize),
+			NoFile: n.cfg.ContainerNoFile, TmpfsBytes: int64(n.cfg.ContainerTmpfs),
+			LogBytes: int64(n.cfg.ContainerLogSize), LogFiles: n.cfg.ContainerLogFiles, LogRate: n.cfg.LogRate,
 		},
 		Runtime: n.cfg.ContainerRuntime, SeccompProfile: profile,
 	}, n.eng, n.log)
@@ -266,6 +269,7 @@ func (n *Node) startContainers(ctx context.Context) error {
 		}
 	}()
 
+	n.startLogs()
 	n.onStop(n.handler.Close)
 	n.bg.Add(1)
 	go func() { defer n.bg.Done(); n.handler.RunReaper(bgctx) }()

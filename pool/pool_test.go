@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -285,6 +286,42 @@ func TestSpecIsHardened(t *testing.T) {
 	}
 	if _, ok := s.Labels[engine.LabelTenant]; ok {
 		t.Fatal("pooled container must not carry a tenant label")
+	}
+	if lc := s.LogConfig; lc.Driver != "json-file" || lc.Options["max-size"] != "1048576" || lc.Options["max-file"] != "2" {
+		t.Fatalf("log driver not bounded: %+v", lc)
+	}
+	if !slices.Contains(s.Env, "WHARF_LOG_RATE=100") {
+		t.Fatalf("runner log rate not set: %v", s.Env)
+	}
+}
+
+// Invariant: the output limits come from the configuration, zero fields
+// taking the defaults, so output can never go unbounded.
+func TestSpecLogLimits(t *testing.T) {
+	cases := []struct {
+		name                  string
+		bytes                 int64
+		files, rate           int
+		size, count, wantRate string
+	}{
+		{"defaults", 0, 0, 0, "1048576", "2", "100"},
+		{"configured", 5 << 20, 3, 250, "5242880", "3", "250"},
+		{"negative falls back", -1, -4, -9, "1048576", "2", "100"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			cfg := testConfig(t, 1)
+			cfg.Limits = DefaultLimits
+			cfg.Limits.LogBytes, cfg.Limits.LogFiles, cfg.Limits.LogRate = c.bytes, c.files, c.rate
+			s := Spec(cfg, "wharf-n1-x")
+			lc := s.LogConfig
+			if lc.Driver != "json-file" || lc.Options["max-size"] != c.size || lc.Options["max-file"] != c.count {
+				t.Fatalf("got %+v, want json-file max-size %s max-file %s", lc, c.size, c.count)
+			}
+			if !slices.Contains(s.Env, "WHARF_LOG_RATE="+c.wantRate) {
+				t.Fatalf("env %v, want WHARF_LOG_RATE=%s", s.Env, c.wantRate)
+			}
+		})
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"path/filepath"
+	"strconv"
 
 	"github.com/wharfhq/wharf/engine"
 )
@@ -17,7 +18,14 @@ type Limits struct {
 	PidsLimit   int64
 	NoFile      int64
 	TmpfsBytes  int64
-	LogBytes    int64 // stdout/stderr kept on the host's disk; 0: engine default
+	// LogBytes and LogFiles bound the engine's copy of a container's output
+	// (json-file max-size and max-file): a flood of console output rotates
+	// instead of filling the disk. Zero takes the default.
+	LogBytes int64
+	LogFiles int
+	// LogRate is the console lines per second the runner writes (bursts of
+	// twice that); 0 keeps the runner's default.
+	LogRate int
 }
 
 // DefaultLimits are safe for a small node: 128 MiB, half a CPU, 64 processes.
@@ -28,6 +36,7 @@ var DefaultLimits = Limits{
 	NoFile:      1024,
 	TmpfsBytes:  16 << 20,
 	LogBytes:    1 << 20,
+	LogFiles:    2,
 }
 
 // Paths inside every runtime container.
@@ -90,6 +99,7 @@ func spec(cfg Config, name string) engine.ContainerSpec {
 		Env: []string{
 			fmt.Sprintf("WHARF_PORT=%d", RunnerPort),
 			"WHARF_APP_DIR=" + AppMount,
+			fmt.Sprintf("WHARF_LOG_RATE=%d", logRate(l)),
 		},
 		User: RunnerUser,
 		Labels: map[string]string{
@@ -117,6 +127,32 @@ func spec(cfg Config, name string) engine.ContainerSpec {
 		NoFile:       l.NoFile,
 		Runtime:      cfg.Runtime,
 		Init:         true,
-		LogMaxBytes:  l.LogBytes,
+		LogConfig:    logConfig(l),
 	}
+}
+
+// DefaultLogRate is the runner's console lines per second when none is set.
+const DefaultLogRate = 100
+
+func logRate(l Limits) int {
+	if l.LogRate <= 0 {
+		return DefaultLogRate
+	}
+	return l.LogRate
+}
+
+// logConfig is the json-file driver with rotation: Wharf follows the output
+// live (tenant logs), so the engine only keeps a small rotating buffer.
+func logConfig(l Limits) engine.LogConfig {
+	size, files := l.LogBytes, l.LogFiles
+	if size <= 0 {
+		size = DefaultLimits.LogBytes
+	}
+	if files <= 0 {
+		files = DefaultLimits.LogFiles
+	}
+	return engine.LogConfig{Driver: "json-file", Options: map[string]string{
+		"max-size": strconv.FormatInt(size, 10),
+		"max-file": strconv.Itoa(files),
+	}}
 }

@@ -60,14 +60,14 @@ func TestSpecSandbox(t *testing.T) {
 			}
 		}
 	}
-	if s.MemoryBytes <= 0 || s.NanoCPUs <= 0 || s.PidsLimit <= 0 || s.NoFile <= 0 || s.LogMaxBytes <= 0 {
+	if s.MemoryBytes <= 0 || s.NanoCPUs <= 0 || s.PidsLimit <= 0 || s.NoFile <= 0 || s.LogConfig.Options["max-size"] == "" {
 		t.Errorf("limits missing: %+v", s)
 	}
 	// Nothing of Wharf's own configuration reaches the container: the runner
 	// gets its port and app dir, nothing else.
 	for _, kv := range s.Env {
 		name, _, _ := strings.Cut(kv, "=")
-		if name != "WHARF_PORT" && name != "WHARF_APP_DIR" {
+		if name != "WHARF_PORT" && name != "WHARF_APP_DIR" && name != "WHARF_LOG_RATE" {
 			t.Errorf("unexpected variable %s in the container's environment", name)
 		}
 	}

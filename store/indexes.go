@@ -19,11 +19,15 @@ import (
 //	tokens             _id = random id; unique {hash}; {tenant}
 //	function_versions  _id = "<tenant>/<name>/<version>"; unique {tenant, name, version}
 //	settings           _id = setting name ("admin_token")
+//	logs               _id = random; {tenant, at}
 func indexModels() map[string][]mongo.IndexModel {
 	return map[string][]mongo.IndexModel{
 		CollTokens: {
 			{Keys: bson.D{{Key: "hash", Value: 1}}, Options: options.Index().SetName("hash_unique").SetUnique(true)},
 			{Keys: bson.D{{Key: "tenant", Value: 1}}, Options: options.Index().SetName("tenant")},
+		},
+		CollLogs: {
+			{Keys: bson.D{{Key: "tenant", Value: 1}, {Key: "at", Value: -1}}, Options: options.Index().SetName("tenant_at")},
 		},
 		CollFunctionVersions: {
 			{

@@ -1,5 +1,5 @@
 // Command wharf is Wharf's one binary: the node (serve), the standalone
-// embedded store (store), and later the client commands.
+// embedded store (store), and the client commands of package cli.
 package main
 
 import (
@@ -11,8 +11,10 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"slices"
 	"syscall"
 
+	"github.com/wharfhq/wharf/cli"
 	"github.com/wharfhq/wharf/config"
 )
 
@@ -25,7 +27,8 @@ Usage:
   wharf version          print the version
 
 Every flag also has a WHARF_* environment variable.
-`
+
+` + cli.Usage
 
 var version = "dev"
 
@@ -39,6 +42,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	cmd, rest := args[0], args[1:]
+	if slices.Contains(cli.Commands, cmd) {
+		ctx, stop := signalContext()
+		defer stop()
+		return cli.Run(ctx, args, cli.Env{Stdin: os.Stdin, Stdout: stdout, Stderr: stderr, Getenv: os.Getenv})
+	}
 	var err error
 	switch cmd {
 	case "serve":

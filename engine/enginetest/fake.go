@@ -38,6 +38,16 @@ type FakeContainer struct {
 	Info    engine.ContainerInfo
 	Stats   engine.ContainerStats
 	Removed bool
+
+	logs    []fakeLog
+	logsSig chan struct{} // closed and replaced when output is added or the container stops
+}
+
+// fakeLog is one write of a container's output.
+type fakeLog struct {
+	at     time.Time
+	stderr bool
+	data   []byte
 }
 
 // New returns an empty fake engine.
@@ -82,7 +92,7 @@ func (f *Fake) CreateContainer(ctx context.Context, s engine.ContainerSpec) (str
 	id := fmt.Sprintf("fake%060d", f.seq)
 	f.containers[id] = &FakeContainer{Spec: s, Info: engine.ContainerInfo{
 		ID: id, Name: s.Name, Labels: s.Labels, Created: time.Now(),
-	}}
+	}, logsSig: make(chan struct{})}
 	if f.CreateThenFail != nil {
 		return "", f.CreateThenFail
 	}
@@ -138,6 +148,7 @@ func (f *Fake) RemoveContainer(_ context.Context, id string) error {
 		if cid == id || c.Info.Name == id { // Docker accepts an id or a name
 			c.Removed = true
 			c.Info.Running = false
+			c.signalLogs()
 		}
 	}
 	return nil
@@ -175,6 +186,66 @@ func (f *Fake) SetStats(id string, s engine.ContainerStats) {
 	if c, ok := f.containers[id]; ok {
 		c.Stats = s
 	}
+}
+
+// FollowLogs delivers what EmitLog wrote since `since`, then follows until
+// the container stops or is removed (nil) or ctx ends.
+func (f *Fake) FollowLogs(ctx context.Context, id string, since time.Time, stdout, stderr io.Writer) error {
+	f.mu.Lock()
+	f.call("FollowLogs")
+	c, ok := f.containers[id]
+	f.mu.Unlock()
+	if !ok {
+		return fmt.Errorf("follow logs %s: %w", id, engine.ErrNotFound)
+	}
+	next := 0
+	for {
+		f.mu.Lock()
+		pending := c.logs[next:]
+		next = len(c.logs)
+		stopped := c.Removed || !c.Info.Running
+		sig := c.logsSig
+		f.mu.Unlock()
+		for _, l := range pending {
+			if !since.IsZero() && l.at.Before(since) {
+				continue
+			}
+			w := stdout
+			if l.stderr {
+				w = stderr
+			}
+			if _, err := w.Write(l.data); err != nil {
+				return err
+			}
+		}
+		if stopped && len(pending) == 0 {
+			return nil
+		}
+		if len(pending) > 0 {
+			continue
+		}
+		select {
+		case <-sig:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// EmitLog appends output of a container, as its process would write it.
+func (f *Fake) EmitLog(id string, stderr bool, data string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if c, ok := f.containers[id]; ok {
+		c.logs = append(c.logs, fakeLog{at: time.Now(), stderr: stderr, data: []byte(data)})
+		c.signalLogs()
+	}
+}
+
+// signalLogs wakes the followers; f.mu is held.
+func (c *FakeContainer) signalLogs() {
+	close(c.logsSig)
+	c.logsSig = make(chan struct{})
 }
 
 func (f *Fake) EnsureNetwork(_ context.Context, s engine.NetworkSpec) (string, error) {
@@ -225,6 +296,7 @@ func (f *Fake) Kill(id string, exitCode int) {
 	if ok {
 		c.Info.Running = false
 		c.Info.ExitCode = exitCode
+		c.signalLogs()
 	}
 	subs := append([]chan engine.Event(nil), f.subs...)
 	var labels map[string]string

@@ -14,6 +14,15 @@
 //   (runner-side failure).
 // - The host enforces function timeouts and body limits; after an uncaught asynchronous exception this process answers
 //   its in-flight requests and exits non-zero, and the host replaces the container.
+// - Function output: console.log/info/debug/warn/error/trace/dir write one JSON line each on stdout,
+//   {"t":"<ISO time>","lvl":"log|info|debug|warn|error|system","fn":"<function>","rid":"<request id>","msg":"..."},
+//   tagged through AsyncLocalStorage with the function and request the call belongs to; a message is cut at
+//   LOG_MAX_MESSAGE characters and at most WHARF_LOG_RATE lines per second (bursts of twice that) are written, the
+//   rest counted in a "system" line. stderr carries the runner's own diagnostics. Code can still write anything to
+//   process.stdout itself (and so imitate a tag): that is its own tenant's log only, as the container is the
+//   tenant's alone.
+// - Before it reports ready the runner writes only single lines on stderr starting "[wharf-runner] listening on",
+//   "[wharf-runner] warm-up failed" or "[wharf-runner] warmed up in"; the host never shows them to a tenant.
 //
 // Functions follow the Auth0 Webtask programming model; design/WEBTASK.md is the contract implemented here.
 // This file must stay a single dependency-free CommonJS script: the image holds only node and this file.
@@ -25,6 +34,8 @@ const vm = require('vm');
 const crypto = require('crypto');
 const Module = require('module');
 const querystring = require('querystring');
+const util = require('util');
+const { AsyncLocalStorage } = require('async_hooks');
 
 const PORT = parsePort(process.env.WHARF_PORT, 8080);
 const HOST = process.env.WHARF_HOST || '0.0.0.0';
@@ -271,7 +282,11 @@ function handleRequest(req, res) {
     if (stopping && !crashing && inflight.size === 0) process.exit(0);
   });
 
-  const version = Number(versionHeader);
+  // Everything the request causes, loading included, runs in its log context: console output is tagged with it.
+  logContext.run({ fn: functionName, rid: inv.id }, dispatch, inv, functionName, Number(versionHeader));
+}
+
+function dispatch(inv, functionName, version) {
   const entry = loaded.get(cacheKey(functionName, version));
   if (entry) return run(entry, inv);
 
@@ -605,6 +620,108 @@ function parsePort(value, fallback) {
 }
 
 // ---------------------------------------------------------------------------------------------------------------------
+// Function output
+
+const logContext = new AsyncLocalStorage();
+const LOG_RATE = parseLogRate(process.env.WHARF_LOG_RATE, 100);
+const LOG_BURST = 2 * LOG_RATE;
+const LOG_MAX_MESSAGE = 8192; // characters; the JSON line stays below the engine's 16 KiB line split
+const LOG_LEVELS = { log: 'log', info: 'info', debug: 'debug', warn: 'warn', error: 'error' };
+
+// Captured before any function code runs, so code replacing process.stdout.write only loses its own tagged lines.
+const stdoutWrite = process.stdout.write.bind(process.stdout);
+let logTokens = LOG_BURST;
+let logRefilled = Date.now();
+let logDropped = 0;
+let logNoticeTimer = null;
+
+function installConsole() {
+  for (const method of Object.keys(LOG_LEVELS)) {
+    const level = LOG_LEVELS[method];
+    console[method] = function wharfConsole(...args) {
+      emitLog(level, formatArgs(args));
+    };
+  }
+  console.trace = function wharfTrace(...args) {
+    const err = new Error(formatArgs(args));
+    err.name = 'Trace';
+    Error.captureStackTrace(err, wharfTrace);
+    emitLog('error', safeString(err.stack));
+  };
+  console.dir = function wharfDir(obj, options) {
+    let text;
+    try {
+      text = util.inspect(obj, Object.assign({ customInspect: false }, options));
+    } catch (err) {
+      text = '[uninspectable value: ' + errorMessage(err) + ']';
+    }
+    emitLog('log', text);
+  };
+}
+
+// util.format is what console.log uses; hostile values (throwing getters, inspect hooks) must not break the caller.
+function formatArgs(args) {
+  try {
+    return util.format(...args);
+  } catch (err) {
+    return '[unformattable log arguments: ' + errorMessage(err) + ']';
+  }
+}
+
+function emitLog(level, message) {
+  if (warming) return; // the warm-up's own functions never log; nothing of it belongs to a tenant
+  if (!takeLogToken()) {
+    logDropped++;
+    if (!logNoticeTimer) {
+      logNoticeTimer = setTimeout(flushLogNotice, 1000);
+      logNoticeTimer.unref();
+    }
+    return;
+  }
+  const store = logContext.getStore();
+  writeLogRecord(level, store ? store.fn : '', store ? store.rid : '', message);
+}
+
+function writeLogRecord(level, fn, rid, message) {
+  let msg = typeof message === 'string' ? message : safeString(message);
+  if (msg.length > LOG_MAX_MESSAGE) {
+    msg = msg.slice(0, LOG_MAX_MESSAGE) + '... [' + (msg.length - LOG_MAX_MESSAGE) + ' more characters cut]';
+  }
+  const line = JSON.stringify({ t: new Date().toISOString(), lvl: level, fn, rid, msg }) + '\n';
+  try {
+    stdoutWrite(line);
+  } catch (e) {
+    // stdout is gone; the line is lost, the request is not.
+  }
+}
+
+function flushLogNotice() {
+  logNoticeTimer = null;
+  if (logDropped === 0) return;
+  const n = logDropped;
+  logDropped = 0;
+  writeLogRecord('system', '', '', n + ' log line(s) dropped: more than ' + LOG_RATE + ' lines per second.');
+}
+
+// A token bucket: LOG_RATE lines per second on average, LOG_BURST at once.
+function takeLogToken() {
+  const now = Date.now();
+  logTokens = Math.min(LOG_BURST, logTokens + ((now - logRefilled) * LOG_RATE) / 1000);
+  logRefilled = now;
+  if (logTokens < 1) return false;
+  logTokens -= 1;
+  return true;
+}
+
+function parseLogRate(value, fallback) {
+  if (value === undefined || value === '') return fallback;
+  const rate = Number(value);
+  return Number.isInteger(rate) && rate > 0 && rate <= 1000000 ? rate : fallback;
+}
+
+installConsole();
+
+// ---------------------------------------------------------------------------------------------------------------------
 // Crashes and shutdown
 
 // An uncaught exception or unhandled rejection leaves the shared process in an unknown state and cannot be traced
@@ -786,7 +903,8 @@ async function warmUp() {
       }
     }
   } catch (err) {
-    log('warm-up failed (serving anyway)', err);
+    // One line, like every line written before the runner is ready: the host recognises and skips them.
+    log('warm-up failed (serving anyway): ' + errorMessage(err).replace(/\s+/g, ' '));
   } finally {
     functionsDir = FUNCTIONS_DIR;
     loaded.clear();
@@ -795,9 +913,11 @@ async function warmUp() {
       for (const key of Object.keys(require.cache)) if (key.startsWith(root)) delete require.cache[key];
       fs.rmSync(root, { recursive: true, force: true });
     }
+    // Written before the probe can say ready: the host follows a container's output for its tenant from the moment
+    // it takes the ready container, so the runner's start never shows in a tenant's log.
+    log('warmed up in ' + Number((process.hrtime.bigint() - start) / 1000000n) + ' ms');
     warming = false;
   }
-  log('warmed up in ' + Number((process.hrtime.bigint() - start) / 1000000n) + ' ms');
 }
 
 server.listen(PORT, HOST, () => {

@@ -79,7 +79,7 @@ type runnerProc struct {
 
 // startRunner starts runner.js (the embedded Source, so the bytes the image ships are the bytes tested) with the
 // host's node on a free loopback port and an empty app directory, and waits until it is ready.
-func startRunner(t *testing.T) *runnerProc {
+func startRunner(t *testing.T, env ...string) *runnerProc {
 	t.Helper()
 	node, err := exec.LookPath("node")
 	if err != nil {
@@ -98,7 +98,7 @@ func startRunner(t *testing.T) *runnerProc {
 	// The free port may be taken between probing and node's listen; retry a few times.
 	var lastErr string
 	for attempt := 0; attempt < 5; attempt++ {
-		r, ok, stderr := tryStart(t, node, script, appDir)
+		r, ok, stderr := tryStart(t, node, script, appDir, env...)
 		if ok {
 			return r
 		}
@@ -108,7 +108,7 @@ func startRunner(t *testing.T) *runnerProc {
 	return nil
 }
 
-func tryStart(t *testing.T, node, script, appDir string) (*runnerProc, bool, string) {
+func tryStart(t *testing.T, node, script, appDir string, extraEnv ...string) (*runnerProc, bool, string) {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -130,6 +130,7 @@ func tryStart(t *testing.T, node, script, appDir string) (*runnerProc, bool, str
 		"WHARF_HOST=127.0.0.1",
 		"WHARF_APP_DIR="+appDir,
 	)
+	cmd.Env = append(cmd.Env, extraEnv...)
 	r := &runnerProc{
 		base:   "http://127.0.0.1:" + strconv.Itoa(port),
 		appDir: appDir,
