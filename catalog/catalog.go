@@ -25,6 +25,9 @@ type Function struct {
 	Dependencies map[string]string
 	Secrets      map[string]string
 	TimeoutMS    int
+	// Body limits of the function's requests and responses; 0: the node's.
+	MaxRequestBytes  int64
+	MaxResponseBytes int64
 }
 
 // Source is where functions come from (the store).
@@ -109,7 +112,8 @@ func (c *Catalog) load(tenant, name string) (*Function, error) {
 		return nil, fmt.Errorf("load function %s: %w", k, err)
 	default:
 		fn = &Function{Tenant: v.Tenant, Name: v.Name, Version: v.Version, Code: v.Code,
-			Dependencies: v.Dependencies, Secrets: v.Secrets, TimeoutMS: v.TimeoutMS}
+			Dependencies: v.Dependencies, Secrets: v.Secrets, TimeoutMS: v.TimeoutMS,
+			MaxRequestBytes: v.MaxRequestBytes, MaxResponseBytes: v.MaxResponseBytes}
 		if fn.Secrets == nil {
 			fn.Secrets = map[string]string{}
 		}

@@ -42,6 +42,7 @@ const (
 	codeBadFieldType          = "bad_field_type"
 	codeBodyTooLarge          = "body_too_large"
 	codeUnsupportedMediaType  = "unsupported_media_type"
+	codeInvalidBodyLimit      = "invalid_body_limit"
 	codeStoreUnavailable      = "store_unavailable"
 	codeStoreBusy             = "store_busy"
 	codeInternal              = "internal"

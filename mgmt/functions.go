@@ -23,6 +23,9 @@ type putFunctionRequest struct {
 	Dependencies map[string]string `json:"dependencies"`
 	Secrets      map[string]string `json:"secrets"`
 	TimeoutMS    int               `json:"timeout_ms"`
+	// 0 (or absent): the node's limit; else at most the node's limit.
+	MaxRequestBytes  int64 `json:"max_request_bytes"`
+	MaxResponseBytes int64 `json:"max_response_bytes"`
 }
 
 type rollbackRequest struct {
@@ -53,7 +56,10 @@ type functionResponse struct {
 	Dependencies map[string]string `json:"dependencies"`
 	Secrets      []string          `json:"secrets"`
 	TimeoutMS    int               `json:"timeout_ms"`
-	UpdatedAt    time.Time         `json:"updated_at"`
+	// 0: the node's limit.
+	MaxRequestBytes  int64     `json:"max_request_bytes"`
+	MaxResponseBytes int64     `json:"max_response_bytes"`
+	UpdatedAt        time.Time `json:"updated_at"`
 }
 
 type functionListItem struct {
@@ -70,6 +76,9 @@ type versionResponse struct {
 	Dependencies map[string]string `json:"dependencies"`
 	Secrets      []string          `json:"secrets"`
 	TimeoutMS    int               `json:"timeout_ms"`
+	// 0: the node's limit.
+	MaxRequestBytes  int64 `json:"max_request_bytes"`
+	MaxResponseBytes int64 `json:"max_response_bytes"`
 }
 
 // maxFunctionBody bounds a PUT body: the code (JSON escapes may grow it) plus
@@ -149,13 +158,21 @@ func (a *API) functionSpec(tenant, name string, req putFunctionRequest) (store.F
 	if err != nil {
 		return store.FunctionSpec{}, err
 	}
+	if err := validateBodyLimit("max_request_bytes", req.MaxRequestBytes, a.cfg.MaxRequestBytes); err != nil {
+		return store.FunctionSpec{}, err
+	}
+	if err := validateBodyLimit("max_response_bytes", req.MaxResponseBytes, a.cfg.MaxResponseBytes); err != nil {
+		return store.FunctionSpec{}, err
+	}
 	return store.FunctionSpec{
-		Tenant:       tenant,
-		Name:         name,
-		Code:         req.Code,
-		Dependencies: req.Dependencies,
-		Secrets:      req.Secrets,
-		TimeoutMS:    timeout,
+		Tenant:           tenant,
+		Name:             name,
+		Code:             req.Code,
+		Dependencies:     req.Dependencies,
+		Secrets:          req.Secrets,
+		TimeoutMS:        timeout,
+		MaxRequestBytes:  req.MaxRequestBytes,
+		MaxResponseBytes: req.MaxResponseBytes,
 	}, nil
 }
 
@@ -198,13 +215,15 @@ func (a *API) getFunction(c echo.Context) error {
 		return err
 	}
 	return c.JSON(http.StatusOK, functionResponse{
-		Name:         name,
-		Version:      fv.Version,
-		Code:         fv.Code,
-		Dependencies: nonNil(fv.Dependencies),
-		Secrets:      secretNames(fv),
-		TimeoutMS:    fv.TimeoutMS,
-		UpdatedAt:    fv.CreatedAt.UTC(),
+		Name:             name,
+		Version:          fv.Version,
+		Code:             fv.Code,
+		Dependencies:     nonNil(fv.Dependencies),
+		Secrets:          secretNames(fv),
+		TimeoutMS:        fv.TimeoutMS,
+		MaxRequestBytes:  fv.MaxRequestBytes,
+		MaxResponseBytes: fv.MaxResponseBytes,
+		UpdatedAt:        fv.CreatedAt.UTC(),
 	})
 }
 
@@ -239,12 +258,14 @@ func (a *API) listVersions(c echo.Context) error {
 			continue
 		}
 		out = append(out, versionResponse{
-			Version:      fv.Version,
-			CreatedAt:    fv.CreatedAt.UTC(),
-			CodeSize:     len(fv.Code),
-			Dependencies: nonNil(fv.Dependencies),
-			Secrets:      secretNames(fv),
-			TimeoutMS:    fv.TimeoutMS,
+			Version:          fv.Version,
+			CreatedAt:        fv.CreatedAt.UTC(),
+			CodeSize:         len(fv.Code),
+			Dependencies:     nonNil(fv.Dependencies),
+			Secrets:          secretNames(fv),
+			TimeoutMS:        fv.TimeoutMS,
+			MaxRequestBytes:  fv.MaxRequestBytes,
+			MaxResponseBytes: fv.MaxResponseBytes,
 		})
 	}
 	slices.SortFunc(out, func(x, y versionResponse) int { return cmp.Compare(x.Version, y.Version) })

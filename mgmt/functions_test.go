@@ -39,8 +39,8 @@ func TestPutAndGetFunction(t *testing.T) {
 	g := e.do("GET", "/tenants/acme/functions/hook", acme, nil)
 	raw = nil
 	g.want(t, http.StatusOK, &raw)
-	if len(raw) != 7 {
-		t.Errorf("GET answered %v, want 7 fields", raw)
+	if len(raw) != 9 {
+		t.Errorf("GET answered %v, want 9 fields", raw)
 	}
 	if strings.Contains(string(g.Body), secretValue) || strings.Contains(string(g.Body), "other-value") {
 		t.Fatalf("GET shows a secret value: %s", g.Body)

@@ -61,6 +61,10 @@ type Config struct {
 	MaxCodeBytes     int // default 1 MiB
 	DefaultTimeoutMS int // default 30000; used when a function is stored with timeout_ms 0
 	MaxTimeoutMS     int // default 300000
+	// The node's body limits; a function may lower them, never raise them
+	// (0: no upper bound is checked here).
+	MaxRequestBytes  int64
+	MaxResponseBytes int64
 	// Logs serves GET /tenants/:tenant/logs; nil answers 501 logs_unavailable.
 	Logs Logs
 }

@@ -123,6 +123,19 @@ func validateSecrets(secrets map[string]string) error {
 	return nil
 }
 
+// validateBodyLimit checks a function's body limit: 0 keeps the node's limit
+// (nodeMax), else it must be positive and at most the node's limit.
+func validateBodyLimit(field string, v, nodeMax int64) error {
+	if v == 0 || (v > 0 && (nodeMax <= 0 || v <= nodeMax)) {
+		return nil
+	}
+	if nodeMax <= 0 {
+		return errs.BadRequest(codeInvalidBodyLimit, "Field %q must be a positive number of bytes, or 0 for the node's limit.", field)
+	}
+	return errs.BadRequest(codeInvalidBodyLimit,
+		"Field %q must be between 1 and this node's limit of %d bytes, or 0 for the node's limit.", field, nodeMax)
+}
+
 // resolveTimeout checks timeout_ms and returns the one to store: 0 means the default.
 func resolveTimeout(ms int, cfg Config) (int, error) {
 	switch {

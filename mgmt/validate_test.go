@@ -420,3 +420,27 @@ func TestUnmarshalStrict(t *testing.T) {
 		})
 	}
 }
+
+func TestValidateBodyLimit(t *testing.T) {
+	cases := []struct {
+		v, node int64
+		ok      bool
+	}{
+		{0, 1 << 20, true},       // the node's limit
+		{1, 1 << 20, true},       // smallest
+		{1 << 20, 1 << 20, true}, // exactly the node's
+		{1<<20 + 1, 1 << 20, false},
+		{-1, 1 << 20, false},
+		{5, 0, true}, // no node bound configured
+		{-5, 0, false},
+	}
+	for _, c := range cases {
+		err := validateBodyLimit("max_request_bytes", c.v, c.node)
+		if (err == nil) != c.ok {
+			t.Errorf("validateBodyLimit(%d, %d) = %v, want ok=%v", c.v, c.node, err, c.ok)
+		}
+		if err != nil && !strings.Contains(err.Error(), "max_request_bytes") {
+			t.Errorf("error does not name the field: %v", err)
+		}
+	}
+}

@@ -175,6 +175,15 @@ func TestFirewallBlocksNeighboursAndHost(t *testing.T) {
 	if got := connect(t, a, gw, port); got != "ok" {
 		t.Fatalf("control: a -> host %s:%d without rules: %s", gw, port, got)
 	}
+	// The kernel completes the handshake before Accept returns: wait until
+	// the control connection is counted, or a loaded machine counts it later
+	// and it looks like one that got through the rules.
+	for deadline := time.Now().Add(10 * time.Second); accepted.Load() < 1; {
+		if time.Now().After(deadline) {
+			t.Fatal("the control connection was never accepted")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 	before := accepted.Load()
 
 	if err := f.Apply(context.Background()); err != nil {

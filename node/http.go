@@ -56,6 +56,7 @@ func (n *Node) newEcho() *echo.Echo {
 	}
 	api := mgmt.New(n.st, hooks{n}, mgmt.Config{
 		MaxCodeBytes: int(n.cfg.MaxCode), DefaultTimeoutMS: n.cfg.FunctionTimeoutMS(), MaxTimeoutMS: n.cfg.MaxTimeoutMS(),
+		MaxRequestBytes: int64(n.cfg.MaxBody), MaxResponseBytes: int64(n.cfg.MaxResponse),
 		Logs: logs,
 	}, n.log)
 	if n.mods != nil { // a typed nil would look like a module service

@@ -25,12 +25,26 @@ var errResponseTooLarge = errors.New("proxy: response body exceeds the limit")
 // then sees an aborted response rather than an unbounded one.
 func (p *Proxy) limitResponse(resp *http.Response) error {
 	max := p.cfg.MaxResponseBytes
+	if resp.Request == nil {
+		// no call to read a per-function limit from: the node's applies
+	} else if cl, ok := resp.Request.Context().Value(ctxKey{}).(*call); ok && cl.maxResp > 0 {
+		max = cl.maxResp
+	}
 	if resp.ContentLength > max {
 		resp.Body.Close()
 		return fmt.Errorf("%w: %d bytes declared", errResponseTooLarge, resp.ContentLength)
 	}
-	resp.Body = &limitedBody{rc: resp.Body, left: max, p: p, req: resp.Request}
+	resp.Body = &limitedBody{rc: resp.Body, left: max, limit: max, p: p, req: resp.Request}
 	return nil
+}
+
+// bodyLimit is a function's effective limit: its own when set and lower than
+// the node's, else the node's.
+func bodyLimit(node, fn int64) int64 {
+	if fn > 0 && fn < node {
+		return fn
+	}
+	return node
 }
 
 func responseTooLarge(limit int64) error {
@@ -40,10 +54,11 @@ func responseTooLarge(limit int64) error {
 
 // limitedBody fails a read once more than left bytes came through.
 type limitedBody struct {
-	rc   io.ReadCloser
-	left int64
-	p    *Proxy
-	req  *http.Request
+	rc    io.ReadCloser
+	left  int64
+	limit int64
+	p     *Proxy
+	req   *http.Request
 }
 
 func (b *limitedBody) Read(buf []byte) (int, error) {
@@ -60,7 +75,7 @@ func (b *limitedBody) Read(buf []byte) (int, error) {
 		n += int(b.left) // deliver exactly up to the limit
 		b.left = -1
 		if b.req != nil {
-			b.p.log.Warn("response cut at the size limit", "path", b.req.URL.Path, "limit", b.p.cfg.MaxResponseBytes)
+			b.p.log.Warn("response cut at the size limit", "path", b.req.URL.Path, "limit", b.limit)
 		}
 		return n, errResponseTooLarge
 	}

@@ -92,6 +92,7 @@ type call struct {
 
 	cold                        bool
 	claim, provision, firstByte time.Duration
+	maxReq, maxResp             int64 // this function's body limits (its own, capped by the node's)
 	sent                        time.Time
 }
 
@@ -192,6 +193,11 @@ func (p *Proxy) route(c echo.Context, cl *call) error {
 	} else if err != nil {
 		return errs.Unavailable("store_unavailable", 2, err, "The function could not be loaded; retry shortly.")
 	}
+	cl.maxReq = bodyLimit(p.cfg.MaxBodyBytes, fn.MaxRequestBytes)
+	cl.maxResp = bodyLimit(p.cfg.MaxResponseBytes, fn.MaxResponseBytes)
+	if req.ContentLength > cl.maxReq {
+		return bodyTooLarge(cl.maxReq)
+	}
 	if p.cfg.Tenants != nil {
 		release, err := p.cfg.Tenants.Acquire(req.Context(), tenant)
 		if err != nil {
@@ -242,7 +248,7 @@ func (p *Proxy) route(c echo.Context, cl *call) error {
 	}
 	out.Header.Set(hdrRequestID, rid)
 	if req.Body != nil && req.Body != http.NoBody {
-		out.Body = http.MaxBytesReader(w, req.Body, p.cfg.MaxBodyBytes)
+		out.Body = http.MaxBytesReader(w, req.Body, cl.maxReq)
 	}
 	cl.sent = time.Now()
 	p.rp.ServeHTTP(w, out)
@@ -276,7 +282,7 @@ func (p *Proxy) proxyError(w http.ResponseWriter, r *http.Request, err error) {
 	case errors.As(err, &mbe):
 		cl.err = bodyTooLarge(mbe.Limit)
 	case errors.Is(err, errResponseTooLarge):
-		cl.err = responseTooLarge(p.cfg.MaxResponseBytes)
+		cl.err = responseTooLarge(cl.maxResp)
 	case errors.Is(cl.timeout.Err(), context.DeadlineExceeded):
 		p.ctr.Suspect(cl.a)
 		cl.err = errs.New(http.StatusGatewayTimeout, "function_timeout",

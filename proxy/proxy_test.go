@@ -257,3 +257,47 @@ func TestNoContainer503(t *testing.T) {
 		t.Fatal("provisioned without a container")
 	}
 }
+
+// Invariant: a function's own body limits apply when lower than the node's,
+// and never raise them.
+func TestPerFunctionBodyLimits(t *testing.T) {
+	rs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		_, _ = w.Write([]byte(strings.Repeat("r", 300)))
+	}))
+	defer rs.Close()
+	host, port, _ := net.SplitHostPort(rs.Listener.Addr().String())
+	portN, _ := strconv.Atoi(port)
+	fc := &fakeContainers{ip: host}
+	fns := fakeFns{
+		"acme/small": {Tenant: "acme", Name: "small", Version: 1, MaxRequestBytes: 100, MaxResponseBytes: 200},
+		"acme/big":   {Tenant: "acme", Name: "big", Version: 1, MaxRequestBytes: 1 << 30, MaxResponseBytes: 1 << 30},
+		"acme/dflt":  {Tenant: "acme", Name: "dflt", Version: 1},
+	}
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	p := New(Config{MaxBodyBytes: 1000, MaxResponseBytes: 1000, RunnerPort: portN}, fns, fc, logger)
+	defer p.Close()
+	e := echo.New()
+	e.HTTPErrorHandler = errs.HTTPErrorHandler(logger)
+	p.Register(e)
+	srv := httptest.NewServer(e)
+	defer srv.Close()
+	cases := []struct {
+		fn     string
+		body   int
+		status int
+		code   string
+	}{
+		{"small", 50, 502, "response_too_large"}, // 300-byte answer over its 200
+		{"small", 150, 413, "body_too_large"},    // over its 100
+		{"dflt", 150, 200, ""},                   // the node's 1000
+		{"big", 1500, 413, "body_too_large"},     // cannot raise the node's 1000
+		{"big", 500, 200, ""},
+	}
+	for _, c := range cases {
+		resp, body := get(t, "POST", srv.URL+"/run/acme/"+c.fn, strings.NewReader(strings.Repeat("x", c.body)), nil)
+		if resp.StatusCode != c.status || (c.code != "" && !strings.Contains(body, c.code)) {
+			t.Errorf("%s with %d bytes: %d %s, want %d %s", c.fn, c.body, resp.StatusCode, body, c.status, c.code)
+		}
+	}
+}

@@ -58,11 +58,13 @@ func (s *Store) PutFunction(ctx context.Context, spec FunctionSpec) (FunctionVer
 		return FunctionVersion{}, false, err
 	}
 	fv := FunctionVersion{
-		Tenant:       spec.Tenant,
-		Name:         spec.Name,
-		Code:         spec.Code,
-		Dependencies: cloneOrNil(spec.Dependencies),
-		TimeoutMS:    spec.TimeoutMS,
+		Tenant:           spec.Tenant,
+		Name:             spec.Name,
+		Code:             spec.Code,
+		Dependencies:     cloneOrNil(spec.Dependencies),
+		TimeoutMS:        spec.TimeoutMS,
+		MaxRequestBytes:  spec.MaxRequestBytes,
+		MaxResponseBytes: spec.MaxResponseBytes,
 	}
 	if len(spec.Secrets) > 0 {
 		plain, err := json.Marshal(spec.Secrets)
@@ -206,13 +208,15 @@ func (s *Store) Rollback(ctx context.Context, tenant, name string, version int) 
 			return FunctionVersion{}, fmt.Errorf("store: function %s/%s: %w", tenant, name, ErrNotFound)
 		}
 		return FunctionVersion{
-			Tenant:        tenant,
-			Name:          name,
-			Code:          src.Code,
-			Dependencies:  src.Dependencies,
-			SecretNames:   src.SecretNames,
-			SecretsSealed: src.SecretsSealed,
-			TimeoutMS:     src.TimeoutMS,
+			Tenant:           tenant,
+			Name:             name,
+			Code:             src.Code,
+			Dependencies:     src.Dependencies,
+			SecretNames:      src.SecretNames,
+			SecretsSealed:    src.SecretsSealed,
+			TimeoutMS:        src.TimeoutMS,
+			MaxRequestBytes:  src.MaxRequestBytes,
+			MaxResponseBytes: src.MaxResponseBytes,
 		}, nil
 	})
 	if err != nil {

@@ -47,6 +47,9 @@ type FunctionSpec struct {
 	Dependencies map[string]string // npm name -> exact version
 	Secrets      map[string]string // plaintext; sealed before it reaches the store
 	TimeoutMS    int
+	// Body limits of this function's requests and responses; 0: the node's.
+	MaxRequestBytes  int64
+	MaxResponseBytes int64
 }
 
 // FunctionVersion is one immutable, append-only version of a function.
@@ -60,10 +63,13 @@ type FunctionVersion struct {
 	Dependencies map[string]string `bson:"dependencies,omitempty"`
 	SecretNames  []string          `bson:"secret_names,omitempty"`
 	// SecretsSealed is the AES-GCM sealed JSON object of secrets.
-	SecretsSealed []byte    `bson:"secrets_sealed,omitempty"`
-	TimeoutMS     int       `bson:"timeout_ms"`
-	Deleted       bool      `bson:"deleted,omitempty"`
-	CreatedAt     time.Time `bson:"created_at"`
+	SecretsSealed []byte `bson:"secrets_sealed,omitempty"`
+	TimeoutMS     int    `bson:"timeout_ms"`
+	// Body limits of this function; 0 means the node's limit at invocation.
+	MaxRequestBytes  int64     `bson:"max_request_bytes,omitempty"`
+	MaxResponseBytes int64     `bson:"max_response_bytes,omitempty"`
+	Deleted          bool      `bson:"deleted,omitempty"`
+	CreatedAt        time.Time `bson:"created_at"`
 	// TenantUID is the Tenant.UID the version was written under.
 	TenantUID string `bson:"tenant_uid,omitempty" json:"-"`
 
