@@ -70,9 +70,11 @@ const (
 }`
 
 	// Writes 32 MiB to stdout, which the engine keeps on the host's disk.
+	// Writes past the runner's console rate limit straight to stdout, so
+	// the engine's log rotation is what must bound the disk.
 	codeLogFlood = `module.exports = function (cb) {
-  const line = 'z'.repeat(1 << 20);
-  for (let i = 0; i < 32; i++) console.log(line);
+  const line = 'z'.repeat(1 << 20) + '\n';
+  for (let i = 0; i < 32; i++) process.stdout.write(line);
   cb(null, {written: 32 << 20});
 }`
 
@@ -441,7 +443,7 @@ func TestHostileCode(t *testing.T) {
 			checkMounts(t, out.Mounts)
 			for k, v := range out.Env {
 				switch k {
-				case "PATH", "HOSTNAME", "HOME", "NODE_ENV", "WHARF_PORT", "WHARF_APP_DIR":
+				case "PATH", "HOSTNAME", "HOME", "NODE_ENV", "WHARF_PORT", "WHARF_APP_DIR", "WHARF_LOG_RATE":
 				default:
 					t.Errorf("unexpected variable %s in the function's environment", k)
 				}

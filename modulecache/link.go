@@ -44,6 +44,7 @@ func (c *Cache) Link(ctx context.Context, deps map[string]string) (map[string]st
 	links, ok := c.links[key]
 	c.mu.RUnlock()
 	if ok {
+		c.hits.Add(int64(len(refs))) // every module of the set was already here
 		return links, nil
 	}
 	metas := make([]meta, len(refs))

@@ -256,8 +256,9 @@ func (n *Node) startContainers(ctx context.Context) error {
 		MaxContainers: n.cfg.EffectiveMaxContainers(memTotal()),
 		IdleTimeout:   n.cfg.IdleTimeout, MaxLifetime: n.cfg.MaxLifetime,
 	}
+	n.startLogs() // before the handler, whose assignments it follows
 	n.handler = handler.New(n.pool, handler.Config{Limits: limits, Stats: n.eng.ContainerStats, PidsLimit: n.cfg.ContainerPids,
-		Modules: n.mods.cache}, n.log)
+		Modules: n.mods.cache, Assigned: n.containerAssigned}, n.log)
 	n.bg.Add(4)
 	go func() { defer n.bg.Done(); n.pool.Run(bgctx) }()
 	go func() { defer n.bg.Done(); n.watchEvents(bgctx) }()
@@ -269,7 +270,6 @@ func (n *Node) startContainers(ctx context.Context) error {
 		}
 	}()
 
-	n.startLogs()
 	n.onStop(n.handler.Close)
 	n.bg.Add(1)
 	go func() { defer n.bg.Done(); n.handler.RunReaper(bgctx) }()

@@ -32,8 +32,8 @@ func TestSpecSandbox(t *testing.T) {
 	if uid, _, _ := strings.Cut(s.User, ":"); uid == "" || uid == "0" || uid == "root" {
 		t.Errorf("user %q is root", s.User)
 	}
-	if !s.Init {
-		t.Error("no init to reap orphaned processes")
+	if s.Init {
+		t.Error("engine init is on: it loses runner output on the engine's log follow (see Spec)")
 	}
 	// Only the code and module mounts, both read-only; nothing else of the host.
 	if len(s.Mounts) != 2 {
