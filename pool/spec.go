@@ -131,8 +131,8 @@ func spec(cfg Config, name string) engine.ContainerSpec {
 		// lost in ~2 of 5 runs of the CLI test; 0 of 4 without). Orphans are
 		// bounded by the pids limit and the watchdog replaces a saturated
 		// container, so reaping is not needed for containment.
-		Init:         false,
-		LogConfig:    logConfig(l),
+		Init:      false,
+		LogConfig: logConfig(l),
 	}
 }
 
