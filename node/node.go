@@ -210,7 +210,7 @@ func (n *Node) prepareImage(ctx context.Context) error {
 }
 
 func (n *Node) startContainers(ctx context.Context) error {
-	n.network = "wharf-" + n.id
+	n.network = NetworkName(n.id)
 	profile, err := seccompProfile(n.cfg.SeccompProfile)
 	if err != nil {
 		return err

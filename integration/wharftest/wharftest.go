@@ -13,7 +13,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"os"
 	"os/exec"
@@ -26,8 +25,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wharfhq/wharf/engine"
-	"github.com/wharfhq/wharf/netpolicy"
+	"github.com/wharfhq/wharf/node"
 )
 
 // Node is a running wharf serve process.
@@ -279,42 +277,10 @@ func CleanupNode(t testing.TB, n *Node) {
 	})
 }
 
-// RemoveNodeObjects force-removes every container, the network and the
-// firewall rules of a node id. It repeats until two listings a moment apart
-// are empty, because a create request sent just before the node died can
-// still complete afterwards.
+// RemoveNodeObjects removes everything a node id left: containers, network
+// and firewall rules, even after a kill -9 (node.RemoveObjects).
 func RemoveNodeObjects(ctx context.Context, nodeID string) error {
-	eng, err := engine.NewDocker()
-	if err != nil {
-		return err
-	}
-	defer eng.Close()
-	for empty := 0; empty < 2; {
-		list, err := eng.ListContainers(ctx, map[string]string{engine.LabelNode: nodeID})
-		if err != nil {
-			return err
-		}
-		if len(list) == 0 {
-			empty++
-		} else {
-			empty = 0
-		}
-		for _, c := range list {
-			if err := eng.RemoveContainer(ctx, c.ID); err != nil {
-				return err
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(300 * time.Millisecond):
-		}
-	}
-	if err := eng.RemoveNetwork(ctx, "wharf-"+nodeID); err != nil {
-		return err
-	}
-	fw := netpolicy.New(netpolicy.Config{Names: netpolicy.NamesFor(nodeID)}, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	return fw.Remove(ctx)
+	return node.RemoveObjects(ctx, nodeID)
 }
 
 func tail(s string, lines int) string {

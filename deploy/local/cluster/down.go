@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -18,8 +17,7 @@ import (
 	"github.com/docker/docker/client"
 	"github.com/docker/docker/errdefs"
 
-	"github.com/wharfhq/wharf/engine"
-	"github.com/wharfhq/wharf/netpolicy"
+	"github.com/wharfhq/wharf/node"
 )
 
 // drainTimeout bounds a node's SIGTERM drain at Down (its default
@@ -106,42 +104,9 @@ func listCluster(ctx context.Context, docker *client.Client, name string) ([]con
 		Filters: filters.NewArgs(filters.Arg("label", LabelCluster+"="+name))})
 }
 
-// removeNodeObjects force-removes every container, the network and the
-// firewall rules of a node id, repeating until two listings a moment apart
-// are empty: a create sent just before the node died can complete
-// afterwards. A node killed and never started again leaves all three.
+// removeNodeObjects removes what a node id left on the engine and host.
 func removeNodeObjects(ctx context.Context, nodeID string) error {
-	eng, err := engine.NewDocker()
-	if err != nil {
-		return err
-	}
-	defer eng.Close()
-	for empty := 0; empty < 2; {
-		list, err := eng.ListContainers(ctx, map[string]string{engine.LabelNode: nodeID})
-		if err != nil {
-			return err
-		}
-		if len(list) == 0 {
-			empty++
-		} else {
-			empty = 0
-		}
-		for _, c := range list {
-			if err := eng.RemoveContainer(ctx, c.ID); err != nil {
-				return err
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(300 * time.Millisecond):
-		}
-	}
-	if err := eng.RemoveNetwork(ctx, "wharf-"+nodeID); err != nil {
-		return err
-	}
-	fw := netpolicy.New(netpolicy.Config{Names: netpolicy.NamesFor(nodeID)}, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	return fw.Remove(ctx)
+	return node.RemoveObjects(ctx, nodeID)
 }
 
 // RemoveDataRoot deletes a cluster's data root, only if it holds the marker
