@@ -273,8 +273,9 @@ func (r *runner) functionItem(s *session, tenant, name string) (client.FunctionI
 	return client.FunctionItem{}, fmt.Errorf("function %s is gone", name)
 }
 
-// fnCommand parses a function command's flags and connects.
-func (r *runner) fnCommand(name string, args []string, extra func(*flagSet), wantArgs ...string) (*session, string, []string, bool, error) {
+// command parses a command's flags (the common ones plus extra), checks its
+// positional arguments and connects.
+func (r *runner) command(name string, args []string, extra func(*flagSet), wantArgs ...string) (*session, common, []string, bool, error) {
 	var c common
 	f := newFlags(name)
 	c.register(f)
@@ -283,16 +284,25 @@ func (r *runner) fnCommand(name string, args []string, extra func(*flagSet), wan
 	}
 	pos, err := parse(f, args)
 	if err != nil {
-		return nil, "", nil, false, err
+		return nil, c, nil, false, err
 	}
 	asJSON, err := c.json()
 	if err != nil {
-		return nil, "", nil, false, err
+		return nil, c, nil, false, err
 	}
 	if err := want(name, pos, wantArgs...); err != nil {
-		return nil, "", nil, false, err
+		return nil, c, nil, false, err
 	}
 	s, err := r.connect(c)
+	if err != nil {
+		return nil, c, nil, false, err
+	}
+	return s, c, pos, asJSON, nil
+}
+
+// fnCommand is command for a tenant's resources: it also finds the tenant.
+func (r *runner) fnCommand(name string, args []string, extra func(*flagSet), wantArgs ...string) (*session, string, []string, bool, error) {
+	s, c, pos, asJSON, err := r.command(name, args, extra, wantArgs...)
 	if err != nil {
 		return nil, "", nil, false, err
 	}

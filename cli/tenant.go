@@ -99,21 +99,7 @@ func (r *runner) tenantCreate(args []string) error {
 }
 
 func (r *runner) tenantList(args []string) error {
-	var c common
-	fs := newFlags("tenant ls")
-	c.register(fs)
-	pos, err := parse(fs, args)
-	if err != nil {
-		return err
-	}
-	asJSON, err := c.json()
-	if err != nil {
-		return err
-	}
-	if err := want("tenant ls", pos); err != nil {
-		return err
-	}
-	s, err := r.connect(c)
+	s, _, _, asJSON, err := r.command("tenant ls", args, nil)
 	if err != nil {
 		return err
 	}
@@ -190,25 +176,7 @@ func (r *runner) tokenCreate(args []string) error {
 }
 
 func (r *runner) tokenList(args []string) error {
-	var c common
-	fs := newFlags("token ls")
-	c.register(fs)
-	pos, err := parse(fs, args)
-	if err != nil {
-		return err
-	}
-	asJSON, err := c.json()
-	if err != nil {
-		return err
-	}
-	if err := want("token ls", pos); err != nil {
-		return err
-	}
-	s, err := r.connect(c)
-	if err != nil {
-		return err
-	}
-	tenant, err := r.tenant(c, s)
+	s, tenant, _, asJSON, err := r.fnCommand("token ls", args, nil)
 	if err != nil {
 		return err
 	}
