@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 
 	"github.com/wharfhq/wharf/errs"
@@ -20,21 +21,14 @@ type TenantLimiter interface {
 // a 502 without blaming the container.
 var errResponseTooLarge = errors.New("proxy: response body exceeds the limit")
 
-// limitResponse refuses a response whose declared length exceeds the limit
+// limitResponse refuses a response whose declared length exceeds max
 // before anything is sent, and cuts one that streams past it: the client
 // then sees an aborted response rather than an unbounded one.
-func (p *Proxy) limitResponse(resp *http.Response) error {
-	max := p.cfg.MaxResponseBytes
-	if resp.Request == nil {
-		// no call to read a per-function limit from: the node's applies
-	} else if cl, ok := resp.Request.Context().Value(ctxKey{}).(*call); ok && cl.maxResp > 0 {
-		max = cl.maxResp
-	}
+func limitResponse(resp *http.Response, max int64, log *slog.Logger) error {
 	if resp.ContentLength > max {
-		resp.Body.Close()
 		return fmt.Errorf("%w: %d bytes declared", errResponseTooLarge, resp.ContentLength)
 	}
-	resp.Body = &limitedBody{rc: resp.Body, left: max, limit: max, p: p, req: resp.Request}
+	resp.Body = &limitedBody{rc: resp.Body, left: max, limit: max, log: log, req: resp.Request}
 	return nil
 }
 
@@ -57,7 +51,7 @@ type limitedBody struct {
 	rc    io.ReadCloser
 	left  int64
 	limit int64
-	p     *Proxy
+	log   *slog.Logger
 	req   *http.Request
 }
 
@@ -74,8 +68,8 @@ func (b *limitedBody) Read(buf []byte) (int, error) {
 	if b.left < 0 {
 		n += int(b.left) // deliver exactly up to the limit
 		b.left = -1
-		if b.req != nil {
-			b.p.log.Warn("response cut at the size limit", "path", b.req.URL.Path, "limit", b.limit)
+		if b.req != nil && b.log != nil {
+			b.log.Warn("response cut at the size limit", "path", b.req.URL.Path, "limit", b.limit)
 		}
 		return n, errResponseTooLarge
 	}

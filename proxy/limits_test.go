@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"io"
-	"log/slog"
 	"net/http"
 	"strings"
 	"testing"
@@ -12,10 +11,6 @@ import (
 
 	"github.com/wharfhq/wharf/errs"
 )
-
-func testProxy(maxResponse int64) *Proxy {
-	return New(Config{MaxResponseBytes: maxResponse}, nil, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
-}
 
 func TestLimitResponse(t *testing.T) {
 	tests := []struct {
@@ -37,10 +32,9 @@ func TestLimitResponse(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			p := testProxy(tt.limit)
 			// One byte per read exercises the accounting at every offset.
 			resp := &http.Response{ContentLength: tt.length, Body: io.NopCloser(iotest.OneByteReader(strings.NewReader(tt.body)))}
-			err := p.limitResponse(resp)
+			err := limitResponse(resp, tt.limit, nil)
 			if tt.refused {
 				if !errors.Is(err, errResponseTooLarge) {
 					t.Fatalf("err %v, want errResponseTooLarge", err)
@@ -61,9 +55,8 @@ func TestLimitResponse(t *testing.T) {
 		})
 	}
 	// Large reads too.
-	p := testProxy(1000)
 	resp := &http.Response{ContentLength: -1, Body: io.NopCloser(bytes.NewReader(make([]byte, 5000)))}
-	if err := p.limitResponse(resp); err != nil {
+	if err := limitResponse(resp, 1000, nil); err != nil {
 		t.Fatal(err)
 	}
 	n, err := io.Copy(io.Discard, resp.Body)

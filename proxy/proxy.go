@@ -7,12 +7,9 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/httputil"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -59,18 +56,13 @@ type Config struct {
 
 // Proxy routes invocations to containers.
 type Proxy struct {
-	cfg Config
-	fns Functions
-	ctr Containers
-	log *slog.Logger
-	rp  *httputil.ReverseProxy
-	tr  *http.Transport
+	cfg  Config
+	fns  Functions
+	ctr  Containers
+	log  *slog.Logger
+	up   *upstreams
+	port string // the runners' port
 }
-
-var (
-	tenantRe = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
-	nameRe   = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_-]{0,63}$`)
-)
 
 // Headers between the proxy and the runner; clients can never set them.
 const (
@@ -80,15 +72,12 @@ const (
 	hdrSource    = "X-Wt-Response-Source"
 )
 
-type ctxKey struct{}
-
-// call is the per-request state the reverse proxy's hooks need.
+// call is the per-request state of one invocation.
 type call struct {
 	a       *handler.Assignment
 	fn      *catalog.Function
 	timeout context.Context // carries the function's deadline
 	ms      int             // the effective timeout, for the 504 message
-	err     error           // set by the error hook, returned to echo
 
 	cold                        bool
 	claim, provision, firstByte time.Duration
@@ -113,34 +102,11 @@ func New(cfg Config, fns Functions, ctr Containers, logger *slog.Logger) *Proxy 
 	if cfg.MaxResponseBytes <= 0 {
 		cfg.MaxResponseBytes = 6 << 20
 	}
-	tr := &http.Transport{
-		DialContext:         (&net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-		MaxIdleConns:        4096,
-		MaxIdleConnsPerHost: 256,
-		// Shorter than the runner's keep-alive timeout, so the runner never
-		// closes a connection the proxy is about to reuse.
-		IdleConnTimeout:    55 * time.Second,
-		DisableCompression: true,
-		ForceAttemptHTTP2:  false,
-	}
-	p := &Proxy{cfg: cfg, fns: fns, ctr: ctr, log: logger.With("component", "proxy"), tr: tr}
-	p.rp = &httputil.ReverseProxy{
-		Transport: tr,
-		Rewrite:   func(*httputil.ProxyRequest) {}, // the outgoing request is built in serve
-		// 0 buffers ordinary responses; ReverseProxy still flushes streaming
-		// ones (event streams, unknown length) at once.
-		FlushInterval: 0,
-		ErrorHandler:  p.proxyError,
-		ModifyResponse: func(resp *http.Response) error {
-			if cl, ok := resp.Request.Context().Value(ctxKey{}).(*call); ok {
-				cl.firstByte = time.Since(cl.sent)
-			}
-			return nil
-		},
-		ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelDebug),
-	}
-	p.rp.ModifyResponse = p.limitResponse
-	return p
+	// Idle connections are dropped before the runner's keep-alive timeout
+	// (65 s), so the runner never closes one the proxy is about to reuse.
+	up := newUpstreams(2*time.Second, 55*time.Second, 256)
+	return &Proxy{cfg: cfg, fns: fns, ctr: ctr, log: logger.With("component", "proxy"), up: up,
+		port: strconv.Itoa(cfg.RunnerPort)}
 }
 
 // Register mounts the invocation routes on e.
@@ -152,7 +118,7 @@ func (p *Proxy) Register(e *echo.Echo) {
 }
 
 // Close releases idle connections to containers.
-func (p *Proxy) Close() { p.tr.CloseIdleConnections() }
+func (p *Proxy) Close() { p.up.close() }
 
 func (p *Proxy) serve(c echo.Context) error {
 	start := time.Now()
@@ -161,9 +127,19 @@ func (p *Proxy) serve(c echo.Context) error {
 	if cl.a != nil {
 		p.ctr.Release(cl.a)
 	}
-	status := c.Response().Status
-	if err != nil && !c.Response().Committed {
-		c.Response().Header().Set(hdrSource, "proxy")
+	w := c.Response()
+	var committed *committedError
+	aborted := errors.As(err, &committed)
+	status := w.Status
+	switch {
+	case errors.Is(err, errClientGone):
+		status = 499 // nobody to answer; recorded as nginx does
+		if !w.Committed {
+			w.WriteHeader(status)
+		}
+		err = nil
+	case err != nil && !aborted && !w.Committed:
+		w.Header().Set(hdrSource, "proxy")
 		status = errs.StatusOf(err)
 	}
 	if o := p.cfg.Observer; o != nil {
@@ -175,13 +151,18 @@ func (p *Proxy) serve(c echo.Context) error {
 			o.ProxyError(status)
 		}
 	}
+	if aborted {
+		// The answer is under way: cut the client connection so a partial
+		// response never looks complete (what httputil.ReverseProxy does).
+		panic(http.ErrAbortHandler)
+	}
 	return err
 }
 
 func (p *Proxy) route(c echo.Context, cl *call) error {
 	req, w := c.Request(), c.Response()
 	tenant, name := c.Param("tenant"), c.Param("name")
-	if !tenantRe.MatchString(tenant) || !nameRe.MatchString(name) {
+	if !validTenant(tenant) || !validName(name) {
 		return errs.NotFound("function_not_found", "No such function.")
 	}
 	if req.ContentLength > p.cfg.MaxBodyBytes {
@@ -227,33 +208,68 @@ func (p *Proxy) route(c echo.Context, cl *call) error {
 	ctx, cancel := context.WithTimeout(req.Context(), time.Duration(timeoutMS)*time.Millisecond)
 	defer cancel()
 	cl.timeout, cl.ms = ctx, timeoutMS
-	out := req.Clone(context.WithValue(ctx, ctxKey{}, cl))
-	out.URL.Scheme = "http"
-	out.URL.Host = net.JoinHostPort(a.C.IP, strconv.Itoa(p.cfg.RunnerPort))
-	// The runner sees webtask's url_format 1 path, whichever alias was used.
-	out.URL.Path = "/api/run/" + tenant + "/" + name + restOf(c.Param("*"))
-	out.URL.RawPath = ""
-	out.Host = req.Host
-	for k := range out.Header {
-		if strings.HasPrefix(strings.ToLower(k), "x-wharf-") {
-			out.Header.Del(k)
-		}
-	}
-	out.Header.Set(hdrFunction, name)
-	out.Header.Set(hdrVersion, strconv.Itoa(fn.Version))
 	rid := w.Header().Get(echo.HeaderXRequestID)
 	if rid == "" { // normally set by the request-id middleware
 		rid = newRequestID()
 		w.Header().Set(echo.HeaderXRequestID, rid)
 	}
-	out.Header.Set(hdrRequestID, rid)
+	out := &outbound{target: runnerTarget(req), function: name, version: strconv.Itoa(fn.Version), requestID: rid}
+	if host, _, err := net.SplitHostPort(req.RemoteAddr); err == nil {
+		out.forwarded = host
+	}
 	if req.Body != nil && req.Body != http.NoBody {
-		out.Body = http.MaxBytesReader(w, req.Body, cl.maxReq)
+		req.Body = http.MaxBytesReader(w, req.Body, cl.maxReq)
 	}
 	cl.sent = time.Now()
-	p.rp.ServeHTTP(w, out)
-	return cl.err
+	if err := p.forward(ctx, w, req, cl, out); err != nil {
+		return p.classify(err, req, cl)
+	}
+	return nil
 }
+
+// runnerTarget is the request-target the runner gets: webtask's url_format 1
+// path (/api/run/...), whichever alias was used, with the client's own
+// escaping and query.
+func runnerTarget(req *http.Request) string {
+	path := req.URL.EscapedPath()
+	if strings.HasPrefix(path, "/run/") {
+		path = "/api" + path
+	}
+	if req.URL.RawQuery != "" || req.URL.ForceQuery {
+		return path + "?" + req.URL.RawQuery
+	}
+	return path
+}
+
+// validTenant and validName check ^[a-z0-9][a-z0-9-]{0,62}$ and
+// ^[a-zA-Z0-9][a-zA-Z0-9_-]{0,63}$ without a regexp engine on the hot path
+// (TestValidNames holds them to the patterns).
+func validTenant(s string) bool {
+	if len(s) == 0 || len(s) > 63 || !isLowerAlnum(s[0]) {
+		return false
+	}
+	for i := 1; i < len(s); i++ {
+		if !isLowerAlnum(s[i]) && s[i] != '-' {
+			return false
+		}
+	}
+	return true
+}
+
+func validName(s string) bool {
+	if len(s) == 0 || len(s) > 64 || !isAlnum(s[0]) {
+		return false
+	}
+	for i := 1; i < len(s); i++ {
+		if !isAlnum(s[i]) && s[i] != '-' && s[i] != '_' {
+			return false
+		}
+	}
+	return true
+}
+
+func isLowerAlnum(b byte) bool { return b >= 'a' && b <= 'z' || b >= '0' && b <= '9' }
+func isAlnum(b byte) bool      { return isLowerAlnum(b) || b >= 'A' && b <= 'Z' }
 
 func newRequestID() string {
 	b := make([]byte, 12)
@@ -261,40 +277,17 @@ func newRequestID() string {
 	return hex.EncodeToString(b)
 }
 
-func restOf(rest string) string {
-	if rest == "" {
-		return ""
-	}
-	return "/" + rest
+func functionTimeout(ms int) error {
+	return errs.New(http.StatusGatewayTimeout, "function_timeout", "The function did not finish within its timeout of %d ms.", ms)
 }
 
-// proxyError classifies a failed round trip: the function's deadline → 504
-// (and the runner is checked), an oversized body → 413, the client leaving →
-// nothing to answer, anything else means the container is broken → 502 and
-// it is replaced.
-func (p *Proxy) proxyError(w http.ResponseWriter, r *http.Request, err error) {
-	cl, _ := r.Context().Value(ctxKey{}).(*call)
-	if cl == nil { // cannot happen: serve always sets it
-		cl = &call{timeout: r.Context()}
-	}
-	var mbe *http.MaxBytesError
-	switch {
-	case errors.As(err, &mbe):
-		cl.err = bodyTooLarge(mbe.Limit)
-	case errors.Is(err, errResponseTooLarge):
-		cl.err = responseTooLarge(cl.maxResp)
-	case errors.Is(cl.timeout.Err(), context.DeadlineExceeded):
-		p.ctr.Suspect(cl.a)
-		cl.err = errs.New(http.StatusGatewayTimeout, "function_timeout",
-			"The function did not finish within its timeout of %d ms.", cl.ms)
-	case r.Context().Err() != nil:
-		cl.err = nil // the client went away; nobody to answer
-		w.WriteHeader(499)
-	default:
-		p.ctr.Fail(cl.a, fmt.Sprintf("proxy: %v", err))
-		cl.err = errs.Wrap(err, http.StatusBadGateway, "container_failed",
-			"The function's container failed while serving the request; the next request gets a fresh one.")
-	}
+func containerFailed(err error) error {
+	return errs.Wrap(err, http.StatusBadGateway, "container_failed",
+		"The function's container failed while serving the request; the next request gets a fresh one.")
+}
+
+func badBody(err error) error {
+	return errs.Wrap(err, http.StatusBadRequest, "bad_request_body", "The request body could not be read.")
 }
 
 func bodyTooLarge(limit int64) error {
