@@ -94,6 +94,10 @@ type NetworkSpec struct {
 	Labels map[string]string
 	// Isolated disables traffic between containers on the bridge (icc=false).
 	Isolated bool
+	// Internal gives containers no route out of the bridge (Docker's
+	// --internal): only the bridge's own subnet, the host's gateway address
+	// included, is reachable.
+	Internal bool
 	// BridgeName names the host's bridge interface (at most 15 bytes), so
 	// firewall rules can match it; "" lets the engine choose.
 	BridgeName string
