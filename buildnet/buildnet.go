@@ -1,6 +1,6 @@
 // Package buildnet is the network module builds run on: a Docker-internal
-// bridge per node (no route out, no traffic between containers) whose one
-// way out is an HTTP proxy in the node, on the bridge's gateway address,
+// bridge per node (no NAT, no traffic between containers) whose one way out
+// is an HTTP proxy in the node, on the bridge's gateway address,
 // that connects to the npm registry's host:port and nothing else; plus
 // iptables rules (netpolicy's machinery) refusing everything else from the
 // bridge to the host, and anything forwarded into or out of it.
@@ -50,9 +50,9 @@ type Config struct {
 	ID string
 	// Registry is the npm registry URL builds install from.
 	Registry string
-	// Firewall installs the iptables rules (root needed). Without them the
-	// network still has no route out, but build containers can reach the
-	// host's services on the gateway address.
+	// Firewall installs the iptables rules (root needed). Without them
+	// Docker still drops what leaves the internal bridge, but build
+	// containers can reach every service of the host itself.
 	Firewall bool
 }
 
@@ -111,7 +111,8 @@ func Start(ctx context.Context, eng engine.Engine, cfg Config, logger *slog.Logg
 				"--firewall=false runs without, see SECURITY.md)", err)
 		}
 	} else {
-		log.Warn("--firewall=false: build containers have no route out but can reach the host's services on " + gw.String())
+		log.Warn("--firewall=false: build containers reach the internet only through the registry proxy, " +
+			"but can reach every service of the host itself (e.g. on " + gw.String() + ")")
 	}
 	n.srv = &http.Server{Handler: proxy, ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
@@ -162,8 +163,9 @@ func (n *Net) Name() string { return n.name }
 // ProxyURL is the registry proxy as build containers reach it.
 func (n *Net) ProxyURL() string { return n.proxyURL }
 
-// Close stops the proxy and removes the network, then the rules (so the
-// bridge is never unconfined while it exists). Build containers must be gone.
+// Close stops the proxy and removes the network, then the rules: a bridge
+// that cannot be removed (containers still on it) keeps them, so it is never
+// unconfined while it exists. Build containers must be gone.
 func (n *Net) Close(ctx context.Context) error {
 	if n.stop != nil {
 		n.stop()
@@ -171,12 +173,13 @@ func (n *Net) Close(ctx context.Context) error {
 		n.bg.Wait()
 	}
 	n.proxy.CloseTunnels()
-	errNet := n.eng.RemoveNetwork(ctx, n.name)
-	var errFw error
-	if n.fw != nil {
-		errFw = n.fw.Remove(ctx)
+	if err := n.eng.RemoveNetwork(ctx, n.name); err != nil {
+		return fmt.Errorf("%w (its firewall rules are kept until it is gone)", err)
 	}
-	return errors.Join(errNet, errFw)
+	if n.fw != nil {
+		return n.fw.Remove(ctx)
+	}
+	return nil
 }
 
 // Remove removes what a build network of id left (a process killed before

@@ -94,9 +94,9 @@ type NetworkSpec struct {
 	Labels map[string]string
 	// Isolated disables traffic between containers on the bridge (icc=false).
 	Isolated bool
-	// Internal gives containers no route out of the bridge (Docker's
-	// --internal): only the bridge's own subnet, the host's gateway address
-	// included, is reachable.
+	// Internal is Docker's --internal: no NAT, and Docker's rules drop what
+	// containers send outside the bridge's subnet (the host's addresses
+	// stay reachable: that is INPUT, which only a firewall closes).
 	Internal bool
 	// BridgeName names the host's bridge interface (at most 15 bytes), so
 	// firewall rules can match it; "" lets the engine choose.

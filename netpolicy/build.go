@@ -22,8 +22,9 @@ func BuildNamesFor(nodeID string) Names {
 // Forwarded: replies pass, everything else into or out of the bridge is
 // refused, so no build container reaches the internet, link-local metadata,
 // private ranges or other bridges directly, and nothing else reaches them.
-// The network is also Docker-internal (no default route), so this holds even
-// before Docker's own rules are considered. IPv6: nothing but replies.
+// The network is also Docker-internal (Docker's own rules drop what leaves
+// its subnet); these REJECTs come first and fail a connection at once
+// instead of leaving it to time out. IPv6: nothing but replies.
 func BuildRules(n Names, proxy netip.AddrPort, fam Family, forwardParent string) Ruleset {
 	with := rejectWith(fam)
 	in := [][]string{established}
