@@ -161,10 +161,11 @@ func (l *lab) probe(network string, checks []probeCheck) map[string]probeResult 
 	return out
 }
 
-// hostListener listens on every host address and counts connections.
-func hostListener(t *testing.T) (int, *atomic.Int64) {
+// countingListener listens on addr until the test ends, counting (and
+// closing) the connections it accepts, and returns its port.
+func countingListener(t *testing.T, addr string) (int, *atomic.Int64) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "0.0.0.0:0")
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -205,7 +206,7 @@ func checkBuildNetwork(t *testing.T, network, logs string) {
 	proxyPort, _ := strconv.Atoi(pu.Port())
 	l := newLab(t)
 	defer l.removeAll()
-	hostPort, hostHits := hostListener(t)
+	hostPort, hostHits := countingListener(t, "0.0.0.0:0")
 	dockerGW, err := l.eng.NetworkGateway(context.Background(), "bridge")
 	if err != nil {
 		t.Fatal(err)
