@@ -312,11 +312,7 @@ func TestBuildNetworkReachesOnlyTheRegistry(t *testing.T) {
 func TestBuilderBuildNetwork(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	storeProc, uri, err := wharftest.RunStore(ctx)
-	wharftest.CleanupProc(t, storeProc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	uri := startStore(ctx, t)
 	id := "tbn" + randSuffix()
 	b, err := wharftest.RunBuilder(ctx, uri, id, "--builders", "1")
 	wharftest.CleanupProc(t, b, id)
