@@ -64,8 +64,12 @@ type Config struct {
 	Concurrency int
 	// Poll is how often the queue is scanned when nothing wakes the builder.
 	Poll time.Duration
-	// Network of build containers; "" is the engine's default bridge.
+	// Network of build containers (buildnet's); "" is the engine's default
+	// bridge, for tests only.
 	Network string
+	// Proxy is the URL of the proxy npm must reach the registry through
+	// (buildnet's); "" connects directly.
+	Proxy string
 	// Runtime is the OCI runtime of build containers; "" is the engine default.
 	Runtime string
 }

@@ -29,8 +29,10 @@ const (
 // are installed (npm's default since v7), so a plugin declared alone works;
 // a function declaring the host too gets the plugin linked to its own copy by
 // the module cache.
-func npmArgs(registry string, r npmspec.Ref) []string {
-	return []string{
+// With a proxy (the build network's), npm reaches the registry only through
+// it: a CONNECT to the registry's host:port, no DNS of its own.
+func npmArgs(registry, proxy string, r npmspec.Ref) []string {
+	args := []string{
 		images.NPMPath, "install", r.String(),
 		"--prefix", outMount,
 		"--no-save", "--no-package-lock",
@@ -39,18 +41,23 @@ func npmArgs(registry string, r npmspec.Ref) []string {
 		"--registry", registry,
 		"--cache", npmCache,
 	}
+	if proxy != "" {
+		args = append(args, "--proxy", proxy, "--https-proxy", proxy)
+	}
+	return args
 }
 
 // Spec returns the hardened spec of the throwaway container that builds r
 // with npm into outDir (a host directory). It runs the runtime image, so
 // modules are built by the same node that runs them. The network is the
-// engine's default bridge (registry egress), never the tenants' network.
+// node's build network (buildnet: the registry proxy and nothing else),
+// never the tenants' network.
 func Spec(cfg Config, name string, r npmspec.Ref, outDir string) engine.ContainerSpec {
 	return engine.ContainerSpec{
 		Name:       name,
 		Image:      cfg.Image,
 		Entrypoint: []string{images.NodePath},
-		Cmd:        npmArgs(cfg.Registry, r),
+		Cmd:        npmArgs(cfg.Registry, cfg.Proxy, r),
 		Env: []string{
 			"HOME=/tmp",
 			"NODE_EXTRA_CA_CERTS=" + images.CABundlePath,

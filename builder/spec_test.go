@@ -43,6 +43,16 @@ func TestSpec(t *testing.T) {
 	if !slices.Contains(s.Env, "NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt") || !slices.Contains(s.Env, "HOME=/tmp") {
 		t.Fatalf("env %v", s.Env)
 	}
+
+	// On the build network npm goes through its proxy for http and https.
+	cfg.Network, cfg.Proxy = "wharf-build-n1", "http://172.18.0.1:40000"
+	s = Spec(cfg, "wharf-build-n1-x", npmspec.Ref{Name: "ms", Version: "2.1.3"}, "/w/b/out")
+	if s.Network != "wharf-build-n1" {
+		t.Fatalf("network %q", s.Network)
+	}
+	if tail := s.Cmd[len(s.Cmd)-4:]; !slices.Equal(tail, []string{"--proxy", cfg.Proxy, "--https-proxy", cfg.Proxy}) {
+		t.Fatalf("cmd %q", s.Cmd)
+	}
 }
 
 func TestValidateRegistry(t *testing.T) {

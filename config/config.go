@@ -158,6 +158,8 @@ func FlagSet(cmd string, c *Config, out io.Writer) *flag.FlagSet {
 		str(&c.MongoURI, "mongo-uri", "", "MongoDB URI of the cluster's store (required)")
 		str(&c.NodeID, "node-id", "", "this builder's id (leases, container labels); default: generated once into the data dir")
 		str(&c.Image, "image", "", "runtime image to build in; empty builds the FROM-scratch image from this host's node")
+		fs.BoolVar(&c.Firewall, "firewall", true,
+			"install iptables rules confining build containers to the registry proxy (needs root); disable only where another firewall does the same")
 		buildFlags(fs, cmd, &c.Build)
 	}
 	fs.VisitAll(func(f *flag.Flag) { f.Usage += " [$" + EnvName(f.Name) + "]" })

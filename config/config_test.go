@@ -175,6 +175,13 @@ func TestBuildFlags(t *testing.T) {
 	if c.Build.Concurrency != 3 || c.Build.Lease != 5*time.Second || c.Build.NPMRegistry != "http://127.0.0.1:4873/" {
 		t.Fatalf("builder config: %+v", c.Build)
 	}
+	if !c.Firewall {
+		t.Fatal("a builder confines its build network by default")
+	}
+	c, err = Load(CmdBuilder, []string{"--mongo-uri", "mongodb://127.0.0.1:27017", "--firewall=false"}, env(nil), io.Discard)
+	if err != nil || c.Firewall {
+		t.Fatalf("builder --firewall=false: %v %v", err, c.Firewall)
+	}
 	for _, tc := range []struct {
 		cmd  string
 		args []string

@@ -48,7 +48,7 @@ func isolationFlags(fs *flag.FlagSet, c *Isolation) {
 	fs.StringVar(&c.SeccompProfile, "seccomp-profile", "",
 		`seccomp profile of tenant containers: empty for Wharf's own, "`+SeccompEngineDefault+`" for the engine's, or a JSON file`)
 	fs.BoolVar(&c.Firewall, "firewall", true,
-		"install iptables rules confining tenant containers on this node's bridge (needs root); disable only where another firewall does the same")
+		"install iptables rules confining tenant containers to this node's bridge and module builds to the registry proxy (needs root); disable only where another firewall does the same")
 	fs.BoolVar(&c.Egress, "egress", true,
 		"let tenant containers open outbound connections (never to the host, other tenants or link-local addresses)")
 	fs.StringVar(&c.EgressDeny, "egress-deny", "",

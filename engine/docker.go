@@ -245,11 +245,11 @@ func (d *Docker) FollowLogs(ctx context.Context, id string, since time.Time, std
 
 func (d *Docker) EnsureNetwork(ctx context.Context, s NetworkSpec) (string, error) {
 	if n, err := d.cli.NetworkInspect(ctx, s.Name, network.InspectOptions{}); err == nil {
-		return n.ID, networkMatches(s, n.Options)
+		return n.ID, networkMatches(s, n.Internal, n.Options)
 	} else if !client.IsErrNotFound(err) {
 		return "", fmt.Errorf("inspect network %s: %w", s.Name, err)
 	}
-	opts := network.CreateOptions{Driver: "bridge", Labels: s.Labels, Options: map[string]string{}}
+	opts := network.CreateOptions{Driver: "bridge", Labels: s.Labels, Options: map[string]string{}, Internal: s.Internal}
 	if s.Isolated {
 		opts.Options[optICC] = "false"
 	}
@@ -260,17 +260,21 @@ func (d *Docker) EnsureNetwork(ctx context.Context, s NetworkSpec) (string, erro
 	if err != nil {
 		// Another process may have created it between inspect and create.
 		if n, ierr := d.cli.NetworkInspect(ctx, s.Name, network.InspectOptions{}); ierr == nil {
-			return n.ID, networkMatches(s, n.Options)
+			return n.ID, networkMatches(s, n.Internal, n.Options)
 		}
 		return "", fmt.Errorf("create network %s: %w", s.Name, err)
 	}
 	return resp.ID, nil
 }
 
-// networkMatches checks that an existing network has the isolation and the
-// bridge name asked for: firewall rules match the bridge by name, so a
-// network left by an older Wharf must not be silently reused.
-func networkMatches(s NetworkSpec, opts map[string]string) error {
+// networkMatches checks that an existing network has the isolation, the
+// internal flag and the bridge name asked for: firewall rules match the
+// bridge by name, so a network left by an older Wharf must not be silently
+// reused.
+func networkMatches(s NetworkSpec, internal bool, opts map[string]string) error {
+	if s.Internal != internal {
+		return fmt.Errorf("network %s has internal=%v, want %v: %w", s.Name, internal, s.Internal, ErrNetworkMismatch)
+	}
 	if s.Isolated && opts[optICC] != "false" {
 		return fmt.Errorf("network %s allows traffic between containers: %w", s.Name, ErrNetworkMismatch)
 	}

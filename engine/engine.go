@@ -94,6 +94,10 @@ type NetworkSpec struct {
 	Labels map[string]string
 	// Isolated disables traffic between containers on the bridge (icc=false).
 	Isolated bool
+	// Internal is Docker's --internal: no NAT, and Docker's rules drop what
+	// containers send outside the bridge's subnet (the host's addresses
+	// stay reachable: that is INPUT, which only a firewall closes).
+	Internal bool
 	// BridgeName names the host's bridge interface (at most 15 bytes), so
 	// firewall rules can match it; "" lets the engine choose.
 	BridgeName string

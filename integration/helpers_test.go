@@ -38,6 +38,17 @@ func startNode(t *testing.T, opts ...wharftest.Option) *wharftest.Node {
 	return n
 }
 
+// startStore runs `wharf store` until the test ends and returns its URI.
+func startStore(ctx context.Context, t *testing.T) string {
+	t.Helper()
+	p, uri, err := wharftest.RunStore(ctx)
+	wharftest.CleanupProc(t, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return uri
+}
+
 func do(t *testing.T, n *wharftest.Node, method, path, token string, body any) wharftest.Response {
 	t.Helper()
 	r, err := n.Do(method, path, token, body)

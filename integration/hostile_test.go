@@ -17,7 +17,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -465,29 +464,14 @@ func TestHostileCode(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			ln, err := net.Listen("tcp", net.JoinHostPort(gw, "0"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer ln.Close()
-			var accepted atomic.Int64
-			go func() {
-				for {
-					c, err := ln.Accept()
-					if err != nil {
-						return
-					}
-					accepted.Add(1)
-					c.Close()
-				}
-			}()
+			port, accepted := countingListener(t, net.JoinHostPort(gw, "0"))
 			r := do(t, n, "GET", "/run/net-b/address", "", nil)
 			expect(t, r, 200)
 			var b struct{ IP string }
 			if err := r.JSON(&b); err != nil || b.IP == "" {
 				t.Fatalf("net-b address: %v %s", err, r.Body)
 			}
-			myPort := strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
+			myPort := strconv.Itoa(port)
 			// The host itself reaches Wharf's port on the gateway address: only the rules stop the tenant.
 			if c, err := net.DialTimeout("tcp", net.JoinHostPort(gw, wharfPort), time.Second); err != nil {
 				t.Fatalf("control: Wharf does not listen on %s:%s: %v", gw, wharfPort, err)

@@ -250,11 +250,7 @@ func TestPeerDependencyOneHost(t *testing.T) {
 func TestKilledBuilderJobFinishedByAnother(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	storeProc, uri, err := wharftest.RunStore(ctx)
-	wharftest.CleanupProc(t, storeProc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	uri := startStore(ctx, t)
 	// A node that builds nothing itself: builders run on their own.
 	n := startNode(t, wharftest.WithArgs("--mongo-uri", uri, "--builders", "0"))
 	tok := createTenant(t, n, "acme")
@@ -327,11 +323,7 @@ func randSuffix() string {
 func TestOtherNodeUnpacksOnFirstNeed(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	storeProc, uri, err := wharftest.RunStore(ctx)
-	wharftest.CleanupProc(t, storeProc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	uri := startStore(ctx, t)
 	// One cluster: one store, one secrets key, one admin token.
 	key := "--secrets-key=" + strings.Repeat("ab", 32)
 	admin := wharftest.WithAdminToken("wha_test_cluster_" + randSuffix())

@@ -33,7 +33,7 @@ func Exec(ctx context.Context, stdin, name string, args ...string) (string, erro
 // Firewall installs and removes one node's rules.
 type Firewall struct {
 	names  Names
-	policy Policy
+	decide RulesFunc
 	fams   []Family
 	run    Runner
 	log    *slog.Logger
@@ -42,10 +42,17 @@ type Firewall struct {
 	removed bool
 }
 
+// RulesFunc decides the rules of one family given the chain that sees
+// forwarded traffic first.
+type RulesFunc func(fam Family, forwardParent string) Ruleset
+
 // Config configures a Firewall.
 type Config struct {
 	Names  Names
 	Policy Policy
+	// Rules decides what to install; default: the tenant bridge's Rules
+	// under Policy. BuildRules confines a build network instead.
+	Rules RulesFunc
 	// Families to program; default IPv4, plus IPv6 when the host has it
 	// (a container's link-local IPv6 address is a path to the host too).
 	Families []Family
@@ -64,7 +71,10 @@ func New(cfg Config, logger *slog.Logger) *Firewall {
 	if cfg.Run == nil {
 		cfg.Run = Exec
 	}
-	return &Firewall{names: cfg.Names, policy: cfg.Policy, fams: cfg.Families, run: cfg.Run,
+	if cfg.Rules == nil {
+		cfg.Rules = func(fam Family, parent string) Ruleset { return Rules(cfg.Names, cfg.Policy, fam, parent) }
+	}
+	return &Firewall{names: cfg.Names, decide: cfg.Rules, fams: cfg.Families, run: cfg.Run,
 		log: logger.With("component", "netpolicy", "bridge", cfg.Names.Bridge)}
 }
 
@@ -81,7 +91,7 @@ func (f *Firewall) Families() []Family { return slices.Clone(f.fams) }
 
 // Rules returns the rules Apply installs for fam.
 func (f *Firewall) Rules(ctx context.Context, fam Family) Ruleset {
-	return Rules(f.names, f.policy, fam, f.forwardParent(ctx, fam))
+	return f.decide(fam, f.forwardParent(ctx, fam))
 }
 
 // Apply installs the rules of every family, replacing whatever the chains
@@ -107,7 +117,7 @@ func (f *Firewall) apply(ctx context.Context) error {
 			return fmt.Errorf("install %s rules: %w", fam.Name, err)
 		}
 	}
-	f.log.Info("firewall rules installed", "egress", f.policy.Egress, "deny", len(f.policy.Deny))
+	f.log.Info("firewall rules installed")
 	return nil
 }
 
@@ -143,12 +153,7 @@ func (f *Firewall) Remove(ctx context.Context) error {
 	f.removed = true
 	var problems []error
 	for _, fam := range f.fams {
-		hooks := []Hook{
-			{Parent: "DOCKER-USER", Args: []string{"-i", f.names.Bridge, "-j", f.names.Forward}},
-			{Parent: "FORWARD", Args: []string{"-i", f.names.Bridge, "-j", f.names.Forward}},
-			{Parent: "INPUT", Args: []string{"-i", f.names.Bridge, "-j", f.names.Input}},
-		}
-		for _, h := range hooks {
+		for _, h := range f.everyHook(fam) {
 			for i := 0; i < 16 && f.hookPresent(ctx, fam, h); i++ {
 				if _, err := f.run(ctx, "", fam.Cmd, append([]string{"-w", "-D", h.Parent}, h.Args...)...); err != nil {
 					problems = append(problems, err)
@@ -156,7 +161,7 @@ func (f *Firewall) Remove(ctx context.Context) error {
 				}
 			}
 		}
-		for _, c := range []string{f.names.Forward, f.names.Input} {
+		for _, c := range f.decide(fam, "FORWARD").Order {
 			if _, err := f.run(ctx, "", fam.Cmd, "-w", "-S", c); err != nil {
 				continue // no such chain
 			}
@@ -206,6 +211,20 @@ func (f *Firewall) repair(ctx context.Context) {
 	if err := f.apply(ctx); err != nil && ctx.Err() == nil {
 		f.log.Error("reinstall firewall rules", "err", err)
 	}
+}
+
+// everyHook lists the jumps of fam under either forward parent: the one in
+// use may have changed since they were installed (Docker started or not).
+func (f *Firewall) everyHook(fam Family) []Hook {
+	var hooks []Hook
+	for _, parent := range []string{"DOCKER-USER", "FORWARD"} {
+		for _, h := range f.decide(fam, parent).Hooks {
+			if !slices.ContainsFunc(hooks, func(o Hook) bool { return o.Parent == h.Parent && slices.Equal(o.Args, h.Args) }) {
+				hooks = append(hooks, h)
+			}
+		}
+	}
+	return hooks
 }
 
 // forwardParent is DOCKER-USER where Docker manages the family's firewall

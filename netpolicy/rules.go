@@ -32,12 +32,18 @@ const maxSuffix = 12
 // NamesFor derives the names from a node id: the id itself when short enough
 // to read in `ip link` and `iptables -S`, else a hash of it.
 func NamesFor(nodeID string) Names {
-	s := nodeID
-	if len(s) > maxSuffix {
-		sum := sha256.Sum256([]byte(nodeID))
-		s = hex.EncodeToString(sum[:])[:maxSuffix]
-	}
+	s := nameSuffix(nodeID)
 	return Names{Bridge: "wh-" + s, Forward: "WHARF-F-" + s, Input: "WHARF-I-" + s}
+}
+
+// nameSuffix is the node's part of every name: the id itself when short
+// enough, else a hash of it.
+func nameSuffix(nodeID string) string {
+	if len(nodeID) <= maxSuffix {
+		return nodeID
+	}
+	sum := sha256.Sum256([]byte(nodeID))
+	return hex.EncodeToString(sum[:])[:maxSuffix]
 }
 
 // Family is an IP family and its iptables binaries.
@@ -93,12 +99,7 @@ type Ruleset struct {
 // gets an immediate EHOSTUNREACH instead of hanging until a timeout, and
 // nothing is learned that the bridge's existence does not already tell.
 func Rules(n Names, p Policy, fam Family, forwardParent string) Ruleset {
-	reject := []string{"-j", "REJECT", "--reject-with", "icmp-admin-prohibited"}
-	if fam.V6 {
-		reject = []string{"-j", "REJECT", "--reject-with", "icmp6-adm-prohibited"}
-	}
-	established := []string{"-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED", "-j", "RETURN"}
-	with := func(match ...string) []string { return append(match, reject...) }
+	with := rejectWith(fam)
 
 	fwd := [][]string{established}
 	if fam.V6 {
@@ -125,6 +126,19 @@ func Rules(n Names, p Policy, fam Family, forwardParent string) Ruleset {
 			{Parent: "INPUT", Args: []string{"-i", n.Bridge, "-j", n.Input}},
 		},
 	}
+}
+
+// established lets replies to connections already allowed pass on.
+var established = []string{"-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED", "-j", "RETURN"}
+
+// rejectWith returns a rule maker: the match, then a REJECT of fam that
+// fails connections at once ("administratively prohibited").
+func rejectWith(fam Family) func(match ...string) []string {
+	reject := []string{"-j", "REJECT", "--reject-with", "icmp-admin-prohibited"}
+	if fam.V6 {
+		reject = []string{"-j", "REJECT", "--reject-with", "icmp6-adm-prohibited"}
+	}
+	return func(match ...string) []string { return append(match, reject...) }
 }
 
 // Script renders the iptables-restore --noflush input that creates (or

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/wharfhq/wharf/buildnet"
 	"github.com/wharfhq/wharf/engine"
 	"github.com/wharfhq/wharf/netpolicy"
 )
@@ -13,9 +14,9 @@ import (
 // NetworkName is the container network of a node id.
 func NetworkName(nodeID string) string { return "wharf-" + nodeID }
 
-// RemoveObjects force-removes every container, the network and the firewall
-// rules of a node id that is not running (a node killed and never started
-// again leaves all three). It repeats until two listings a moment apart are
+// RemoveObjects force-removes every container, the networks (tenants' and
+// builds') and the firewall rules of a node or builder id that is not
+// running (one killed and never started again leaves all of them). It repeats until two listings a moment apart are
 // empty, because a create sent just before the node died can complete later.
 func RemoveObjects(ctx context.Context, nodeID string) error {
 	eng, err := engine.NewDocker()
@@ -45,6 +46,9 @@ func RemoveObjects(ctx context.Context, nodeID string) error {
 		}
 	}
 	if err := eng.RemoveNetwork(ctx, NetworkName(nodeID)); err != nil {
+		return err
+	}
+	if err := buildnet.Remove(ctx, eng, nodeID); err != nil {
 		return err
 	}
 	fw := netpolicy.New(netpolicy.Config{Names: netpolicy.NamesFor(nodeID)}, slog.New(slog.NewTextHandler(io.Discard, nil)))

@@ -11,7 +11,9 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"github.com/wharfhq/wharf/builder"
+	"github.com/wharfhq/wharf/buildnet"
 	"github.com/wharfhq/wharf/config"
+	"github.com/wharfhq/wharf/engine"
 	"github.com/wharfhq/wharf/mgmt"
 	"github.com/wharfhq/wharf/modstore"
 	"github.com/wharfhq/wharf/modulecache"
@@ -60,13 +62,25 @@ func (n *Node) openModules(ctx context.Context) error {
 	return nil
 }
 
-// startBuilder runs the in-process builder (unless --builders 0) until shutdown.
-func (n *Node) startBuilder() error {
+// startBuilder runs the in-process builder (unless --builders 0) on the
+// node's build network until shutdown.
+func (n *Node) startBuilder(ctx context.Context) error {
 	if n.cfg.Build.Concurrency == 0 {
 		n.metrics.RegisterModules(nil, n.mods.cache.Unpacks, n.mods.cache.Hits)
 		return nil
 	}
-	b, err := builder.New(BuilderConfig(n.cfg, n.id, n.image.Tag), n.eng, n.mods.q, n.log)
+	bn, err := StartBuildNet(ctx, n.cfg, n.id, n.eng, n.log)
+	if err != nil {
+		return err
+	}
+	// Registered first, so it runs after the builder's stop has removed the
+	// build containers.
+	n.onStop(func(ctx context.Context) {
+		if err := bn.Close(ctx); err != nil {
+			n.log.Warn("remove the build network", "err", err)
+		}
+	})
+	b, err := builder.New(BuilderConfig(n.cfg, n.id, n.image.Tag, bn), n.eng, n.mods.q, n.log)
 	if err != nil {
 		return err
 	}
@@ -81,11 +95,18 @@ func (n *Node) startBuilder() error {
 	return nil
 }
 
-// BuilderConfig is the builder configuration of a node or of `wharf builder`.
-func BuilderConfig(cfg config.Config, id, image string) builder.Config {
+// StartBuildNet starts the build network of a node or of `wharf builder`:
+// build containers reach the registry and nothing else.
+func StartBuildNet(ctx context.Context, cfg config.Config, id string, eng engine.Engine, logger *slog.Logger) (*buildnet.Net, error) {
+	return buildnet.Start(ctx, eng, buildnet.Config{ID: id, Registry: cfg.Build.NPMRegistry, Firewall: cfg.Firewall}, logger)
+}
+
+// BuilderConfig is the builder configuration of a node or of `wharf builder`,
+// whose builds run on bn.
+func BuilderConfig(cfg config.Config, id, image string, bn *buildnet.Net) builder.Config {
 	b := cfg.Build
 	return builder.Config{
-		ID: id, Image: image, WorkDir: filepath.Join(cfg.DataDir, "builds"),
+		ID: id, Image: image, WorkDir: filepath.Join(cfg.DataDir, "builds"), Network: bn.Name(), Proxy: bn.ProxyURL(),
 		Registry: b.NPMRegistry, Timeout: b.Timeout, Lease: b.Lease, MaxClosure: int64(b.MaxClosure),
 		Memory: int64(b.Memory), NanoCPUs: b.NanoCPUs(), Pids: b.Pids, Tmpfs: int64(b.Tmpfs),
 		Concurrency: b.Concurrency, Runtime: cfg.ContainerRuntime,

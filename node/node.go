@@ -112,7 +112,7 @@ func Start(ctx context.Context, cfg config.Config, eng engine.Engine, logger *sl
 	if err := n.startDebug(); err != nil {
 		return nil, fmt.Errorf("debug listener: %w", err)
 	}
-	if err := n.startBuilder(); err != nil {
+	if err := n.startBuilder(ctx); err != nil {
 		return nil, err
 	}
 	n.startHTTP()

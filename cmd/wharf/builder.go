@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"time"
 
 	"github.com/wharfhq/wharf/builder"
 	"github.com/wharfhq/wharf/config"
@@ -58,7 +59,19 @@ func builderCmd(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer q.Close(context.Background())
-	b, err := builder.New(node.BuilderConfig(cfg, id, image), eng, q, logger)
+	bn, err := node.StartBuildNet(ctx, cfg, id, eng, logger)
+	if err != nil {
+		return err
+	}
+	// After Run: its builds' containers are gone by then.
+	defer func() {
+		cctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if err := bn.Close(cctx); err != nil {
+			logger.Warn("remove the build network", "err", err)
+		}
+	}()
+	b, err := builder.New(node.BuilderConfig(cfg, id, image, bn), eng, q, logger)
 	if err != nil {
 		return err
 	}
