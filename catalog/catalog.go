@@ -3,6 +3,7 @@
 package catalog
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -21,7 +22,7 @@ type Function struct {
 	Tenant       string
 	Name         string
 	Version      int
-	Code         string
+	Code         string // what the runner runs: the compiled form when there is one
 	Dependencies map[string]string
 	Secrets      map[string]string
 	TimeoutMS    int
@@ -111,7 +112,7 @@ func (c *Catalog) load(tenant, name string) (*Function, error) {
 	case err != nil:
 		return nil, fmt.Errorf("load function %s: %w", k, err)
 	default:
-		fn = &Function{Tenant: v.Tenant, Name: v.Name, Version: v.Version, Code: v.Code,
+		fn = &Function{Tenant: v.Tenant, Name: v.Name, Version: v.Version, Code: cmp.Or(v.Compiled, v.Code),
 			Dependencies: v.Dependencies, Secrets: v.Secrets, TimeoutMS: v.TimeoutMS,
 			MaxRequestBytes: v.MaxRequestBytes, MaxResponseBytes: v.MaxResponseBytes}
 		if fn.Secrets == nil {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -302,6 +303,19 @@ func TestProvisionLinksModules(t *testing.T) {
 		if err != nil || got != want {
 			t.Fatalf("link %s -> %q (%v), want %q", name, got, err, want)
 		}
+		// require('name@version') of the declared version: an alias to the same target.
+		alias := name + "@" + fn.Dependencies[name]
+		if got, err := os.Readlink(filepath.Join(nm, filepath.FromSlash(alias))); err != nil || got != want {
+			t.Fatalf("alias %s -> %q (%v), want %q", alias, got, err, want)
+		}
+	}
+	if entries, _ := os.ReadDir(nm); len(entries) != 3 { // ms, ms@2.1.3 and the @types scope
+		t.Fatalf("node_modules holds %d entries, want 3", len(entries))
+	}
+	var cfg struct{ Dependencies map[string]string }
+	if b, err := os.ReadFile(filepath.Join(nm, "..", "config.json")); err != nil || json.Unmarshal(b, &cfg) != nil ||
+		!maps.Equal(cfg.Dependencies, fn.Dependencies) {
+		t.Fatalf("config.json dependencies %v (%v), want %v", cfg.Dependencies, err, fn.Dependencies)
 	}
 	// Provisioned once: a later request does not ask for links again.
 	calls := mods.calls

@@ -21,6 +21,9 @@ type runnerConfig struct {
 	TimeoutMS int               `json:"timeout_ms"`
 	Secrets   map[string]string `json:"secrets"`
 	Meta      map[string]string `json:"meta"`
+	// Dependencies (name -> exact version) let the runner explain a
+	// require('name@version') of a version the function does not declare.
+	Dependencies map[string]string `json:"dependencies,omitempty"`
 }
 
 // writeFunction writes fn into appDir/functions/<name>/<version>/ so that the
@@ -47,7 +50,7 @@ func writeFunction(appDir string, fn *catalog.Function, links map[string]string)
 		return err
 	}
 	cfg, err := json.Marshal(runnerConfig{Tenant: fn.Tenant, Name: fn.Name, Version: fn.Version,
-		TimeoutMS: fn.TimeoutMS, Secrets: fn.Secrets, Meta: map[string]string{}})
+		TimeoutMS: fn.TimeoutMS, Secrets: fn.Secrets, Meta: map[string]string{}, Dependencies: fn.Dependencies})
 	if err != nil {
 		return err
 	}
@@ -59,7 +62,7 @@ func writeFunction(appDir string, fn *catalog.Function, links map[string]string)
 	if err := os.WriteFile(filepath.Join(tmp, "config.json"), cfg, 0o644); err != nil {
 		return err
 	}
-	if err := writeLinks(filepath.Join(tmp, "node_modules"), links); err != nil {
+	if err := writeLinks(filepath.Join(tmp, "node_modules"), withVersionAliases(links, fn.Dependencies)); err != nil {
 		return err
 	}
 	if err := os.Rename(tmp, final); err != nil {
@@ -71,15 +74,36 @@ func writeFunction(appDir string, fn *catalog.Function, links map[string]string)
 	return nil
 }
 
+// withVersionAliases adds, beside each dependency's link, "name@version" to
+// the same target: webtask code may require('lodash@4.17.21') a declared
+// version by its full name, and Node, which finds it in node_modules like any
+// other name and caches modules by real path, loads the very same instance
+// as require('lodash'). An undeclared version has no link, so its require
+// fails (the runner explains it).
+func withVersionAliases(links, deps map[string]string) map[string]string {
+	if len(links) == 0 {
+		return links
+	}
+	out := maps.Clone(links)
+	for name, target := range links {
+		if v, ok := deps[name]; ok {
+			out[name+"@"+v] = target
+		}
+	}
+	return out
+}
+
 // writeLinks creates dir with one symlink per dependency ("@scope/name"
-// gets its scope directory).
+// gets its scope directory), or per "name@version" alias of one.
 func writeLinks(dir string, links map[string]string) error {
 	if len(links) == 0 {
 		return nil
 	}
 	for _, name := range slices.Sorted(maps.Keys(links)) {
 		if !npmspec.ValidName(name) {
-			return fmt.Errorf("dependency name %q", name)
+			if _, ok := npmspec.ParseRef(name); !ok {
+				return fmt.Errorf("dependency name %q", name)
+			}
 		}
 		p := filepath.Join(dir, filepath.FromSlash(name))
 		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {

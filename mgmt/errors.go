@@ -27,6 +27,7 @@ const (
 	codeInvalidDescription    = "invalid_description"
 	codeMissingCode           = "missing_code"
 	codeCodeTooLarge          = "code_too_large"
+	codeSyntaxError           = "syntax_error"
 	codeInvalidDependency     = "invalid_dependency"
 	codeTooManyDependencies   = "too_many_dependencies"
 	codeDependenciesUnsupport = "dependencies_unsupported"

@@ -145,6 +145,10 @@ func (a *API) functionSpec(tenant, name string, req putFunctionRequest) (store.F
 	if err := validateCode(req.Code, a.cfg.MaxCodeBytes); err != nil {
 		return store.FunctionSpec{}, err
 	}
+	compiled, err := compileCode(req.Code)
+	if err != nil {
+		return store.FunctionSpec{}, err
+	}
 	if err := validateDependencies(req.Dependencies); err != nil {
 		return store.FunctionSpec{}, err
 	}
@@ -168,6 +172,7 @@ func (a *API) functionSpec(tenant, name string, req putFunctionRequest) (store.F
 		Tenant:           tenant,
 		Name:             name,
 		Code:             req.Code,
+		Compiled:         compiled,
 		Dependencies:     req.Dependencies,
 		Secrets:          req.Secrets,
 		TimeoutMS:        timeout,

@@ -166,6 +166,10 @@ func TestPutFunctionRejected(t *testing.T) {
 		{"bad json", "", "", rawBody(`{"code":"x"`), 400, "bad_json", ""},
 		{"two values", "", "", rawBody(`{"code":"x"}{"code":"y"}`), 400, "bad_json", ""},
 		{"empty body", "", "", rawBody(``), 400, "empty_body", ""},
+		{"syntax error", "", "", map[string]any{"code": "module.exports = function (cb) {\n  cb(null, {a: 1,,})\n}"}, 400, "syntax_error", "line 2, column 18"},
+		{"unclosed", "", "", map[string]any{"code": "module.exports = function (cb) {"}, 400, "syntax_error", "line 1, column 33"},
+		{"import without use latest", "", "", map[string]any{"code": "import x from 'x'"}, 400, "syntax_error", "line 1"},
+		{"use latest syntax error", "", "", map[string]any{"code": "'use latest';\nimport x from 'x';\nexport default (cb) => cb(null, x) +;"}, 400, "syntax_error", "line 3, column 37"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			name := tc.fn
@@ -302,7 +306,7 @@ func TestVersionsAndRollback(t *testing.T) {
 	e := newEnv(t, Config{})
 	acme := e.mustTenant("acme")
 	e.put(acme, "acme", "hook", map[string]any{"code": "one", "secrets": map[string]string{"OLD": "old-secret-value"}, "timeout_ms": 1000}, http.StatusCreated)
-	e.put(acme, "acme", "hook", map[string]any{"code": "two!", "secrets": map[string]string{"NEW": "x"}}, http.StatusOK)
+	e.put(acme, "acme", "hook", map[string]any{"code": "two;", "secrets": map[string]string{"NEW": "x"}}, http.StatusOK)
 	e.put(acme, "acme", "hook", map[string]any{"code": "three"}, http.StatusOK)
 	e.hooks.take()
 
@@ -382,7 +386,7 @@ func TestVersionsAndRollback(t *testing.T) {
 	if st.Version != 7 {
 		t.Fatalf("rollback after re-create: %+v", st)
 	}
-	if fv := e.get(acme, "acme", "hook"); fv.Code != "two!" {
+	if fv := e.get(acme, "acme", "hook"); fv.Code != "two;" {
 		t.Fatalf("after second rollback %+v", fv)
 	}
 	e.wantHooks("fn acme/hook")
@@ -406,5 +410,34 @@ func TestLogsHoldNoSecrets(t *testing.T) {
 		if strings.Contains(logs, s) {
 			t.Fatalf("logs hold %q:\n%s", s, logs)
 		}
+	}
+}
+
+// Invariant: 'use latest' code is compiled once, at deploy: the version keeps
+// the user's code (what the API shows) beside the CommonJS the runner runs,
+// and a rollback carries both.
+func TestUseLatestCompiledAtDeploy(t *testing.T) {
+	e := newEnv(t, Config{MaxCodeBytes: 10000, MaxTimeoutMS: 60000, DefaultTimeoutMS: 10000})
+	acme := e.mustTenant("acme")
+	code := "'use latest';\nimport { format } from 'util';\nexport default function (cb) { cb(null, format('%s', 'x')) }\n"
+	e.put(acme, "acme", "modern", map[string]any{"code": code}, http.StatusCreated)
+	if fv := e.get(acme, "acme", "modern"); fv.Code != code {
+		t.Fatalf("GET shows %q, want the deployed code", fv.Code)
+	}
+	stored, err := e.st.GetFunction(testCtx(t), "acme", "modern")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stored.Code != code || !strings.Contains(stored.Compiled, `require("util")`) || strings.Contains(stored.Compiled, "\nimport ") {
+		t.Fatalf("stored code %q, compiled %q", stored.Code, stored.Compiled)
+	}
+	// Plain code is stored as it is, with no compiled form.
+	e.put(acme, "acme", "modern", map[string]any{"code": "module.exports = function (cb) { cb() }"}, http.StatusOK)
+	if v2, _ := e.st.GetFunction(testCtx(t), "acme", "modern"); v2.Version != 2 || v2.Compiled != "" {
+		t.Fatalf("version 2: %+v", v2)
+	}
+	e.do("POST", "/tenants/acme/functions/modern/rollback", acme, map[string]int{"version": 1}).want(t, http.StatusOK, nil)
+	if v3, _ := e.st.GetFunction(testCtx(t), "acme", "modern"); v3.Version != 3 || v3.Code != code || v3.Compiled != stored.Compiled {
+		t.Fatalf("rollback: %+v", v3)
 	}
 }

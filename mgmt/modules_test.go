@@ -150,7 +150,7 @@ func TestPutWithModules(t *testing.T) {
 	}
 
 	// Rollback to a version with dependencies works and reports their status.
-	e.do("PUT", "/tenants/acme/functions/f", acme, map[string]any{"code": "no deps"}).want(t, http.StatusOK, &st)
+	e.do("PUT", "/tenants/acme/functions/f", acme, map[string]any{"code": "noDeps"}).want(t, http.StatusOK, &st)
 	if st.Status != "ready" || len(st.Modules) != 0 {
 		t.Fatalf("PUT without deps = %+v", st)
 	}

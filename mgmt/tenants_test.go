@@ -216,7 +216,7 @@ func TestDeleteTenant(t *testing.T) {
 	if len(fns) != 0 {
 		t.Fatalf("functions of the new tenant: %v", fns)
 	}
-	if st := e.put(acme2, "acme", "hook", map[string]any{"code": "new"}, http.StatusCreated); st.Version != 1 {
+	if st := e.put(acme2, "acme", "hook", map[string]any{"code": "fresh"}, http.StatusCreated); st.Version != 1 {
 		t.Fatalf("first version of the new tenant's function: %d", st.Version)
 	}
 	var toks []map[string]any

@@ -1,6 +1,7 @@
 package mgmt
 
 import (
+	"errors"
 	"net/http"
 	"regexp"
 	"slices"
@@ -10,6 +11,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/wharfhq/wharf/compiler"
 	"github.com/wharfhq/wharf/errs"
 	"github.com/wharfhq/wharf/npmspec"
 )
@@ -73,6 +75,18 @@ func validateCode(code string, max int) error {
 			"The code is %d bytes; at most %d bytes are allowed.", len(code), max)
 	}
 	return nil
+}
+
+// compileCode checks the code's syntax and compiles 'use latest' code once, at
+// deploy (package compiler): a syntax error is a 400 naming line and column.
+func compileCode(code string) (string, error) {
+	compiled, err := compiler.Compile(code)
+	var se *compiler.SyntaxError
+	if errors.As(err, &se) {
+		return "", errs.Wrap(err, http.StatusBadRequest, codeSyntaxError,
+			"The code has a syntax error at line %d, column %d: %s.", se.Line, se.Column, strings.TrimSuffix(se.Message, "."))
+	}
+	return compiled, err
 }
 
 // validateDependencies checks every dependency, in name order so the error

@@ -61,6 +61,7 @@ func (s *Store) PutFunction(ctx context.Context, spec FunctionSpec) (FunctionVer
 		Tenant:           spec.Tenant,
 		Name:             spec.Name,
 		Code:             spec.Code,
+		Compiled:         spec.Compiled,
 		Dependencies:     cloneOrNil(spec.Dependencies),
 		TimeoutMS:        spec.TimeoutMS,
 		MaxRequestBytes:  spec.MaxRequestBytes,
@@ -107,7 +108,7 @@ func (s *Store) ListFunctions(ctx context.Context, tenant string) ([]FunctionVer
 	// FerretDB has no $group accumulators but $count/$sum, so the newest version
 	// of each name is picked here from a projection of every version.
 	cur, err := s.versions.Find(ctx, bson.D{{Key: "tenant", Value: tenant}}, options.Find().
-		SetProjection(bson.D{{Key: "code", Value: 0}, {Key: "secrets_sealed", Value: 0}}).
+		SetProjection(bson.D{{Key: "code", Value: 0}, {Key: "compiled", Value: 0}, {Key: "secrets_sealed", Value: 0}}).
 		SetSort(bson.D{{Key: "name", Value: 1}, {Key: "version", Value: -1}}))
 	if err != nil {
 		return nil, fmt.Errorf("store: list functions of %s: %w", tenant, err)
@@ -211,6 +212,7 @@ func (s *Store) Rollback(ctx context.Context, tenant, name string, version int) 
 			Tenant:           tenant,
 			Name:             name,
 			Code:             src.Code,
+			Compiled:         src.Compiled,
 			Dependencies:     src.Dependencies,
 			SecretNames:      src.SecretNames,
 			SecretsSealed:    src.SecretsSealed,

@@ -44,6 +44,7 @@ type FunctionSpec struct {
 	Tenant       string
 	Name         string
 	Code         string
+	Compiled     string            // what the runner runs instead of Code ('use latest', package compiler); "": Code
 	Dependencies map[string]string // npm name -> exact version
 	Secrets      map[string]string // plaintext; sealed before it reaches the store
 	TimeoutMS    int
@@ -60,6 +61,7 @@ type FunctionVersion struct {
 	Name         string            `bson:"name"`
 	Version      int               `bson:"version"`
 	Code         string            `bson:"code,omitempty"`
+	Compiled     string            `bson:"compiled,omitempty"` // Code's runnable form when it differs; the API shows Code
 	Dependencies map[string]string `bson:"dependencies,omitempty"`
 	SecretNames  []string          `bson:"secret_names,omitempty"`
 	// SecretsSealed is the AES-GCM sealed JSON object of secrets.

@@ -9,7 +9,8 @@
 //   /api/run/<tenant>/<name>[/<rest>][?query]. All x-wharf-* headers are removed before code sees the request.
 // - The host writes $WHARF_APP_DIR/functions/<name>/<version>/{function.js,config.json} (atomically, never changed
 //   afterwards; a node_modules directory may sit beside them) before it routes a request to that version.
-//   config.json: {"tenant","name","version","timeout_ms","secrets","meta"}.
+//   config.json: {"tenant","name","version","timeout_ms","secrets","meta","dependencies"}; node_modules holds a link
+//   per dependency name and one per "name@version" (so require('lodash@4.17.21') loads the declared version).
 // - Every response carries x-wt-response-source: webtask (the code answered), compiler (load failure) or proxy
 //   (runner-side failure).
 // - The host enforces function timeouts and body limits; after an uncaught asynchronous exception this process answers
@@ -145,10 +146,10 @@ async function loadFunction(name, version) {
     return failure(500, 'proxy', { code: 500, error: 'Function configuration is invalid.', details: config });
   }
 
-  const compiled = compile(code, filename);
+  const compiled = compile(code, filename, config.dependencies);
   if (!compiled.ok) return compiled;
 
-  const fn = compiled.fn;
+  const fn = exportedFunction(compiled.fn);
   if (typeof fn !== 'function') {
     return failure(400, 'compiler', { code: 400, error: MSG.notFunction });
   }
@@ -171,7 +172,7 @@ function parseConfig(text, name, version) {
   // The identity must match the directory: a mismatch means the host provisioned the wrong files.
   if (cfg.name !== name) return 'config.json: name does not match the requested function';
   if (cfg.version !== version) return 'config.json: version does not match the requested version';
-  for (const field of ['secrets', 'meta']) {
+  for (const field of ['secrets', 'meta', 'dependencies']) {
     if (cfg[field] !== undefined && cfg[field] !== null && !isPlainObject(cfg[field])) {
       return 'config.json: ' + field + ' must be an object';
     }
@@ -182,13 +183,14 @@ function parseConfig(text, name, version) {
     version: cfg.version,
     secrets: cfg.secrets || {},
     meta: cfg.meta || {},
+    dependencies: cfg.dependencies || {},
   };
 }
 
 // Compiles and runs the module once. The wrapper is a real function body (vm.compileFunction, not string
 // concatenation), so a top-level `return` is legal, line/column numbers match the file, and the source text, comments
 // included, is what Function.prototype.toString reports.
-function compile(code, filename) {
+function compile(code, filename, dependencies) {
   if (code.charCodeAt(0) === 0xfeff) code = code.slice(1);
 
   const options = { filename };
@@ -206,7 +208,7 @@ function compile(code, filename) {
 
   const dirname = path.dirname(filename);
   // createRequire resolves relative to the function file, so require() walks the version's own node_modules.
-  const requireFn = Module.createRequire(filename);
+  const requireFn = explainVersionedRequire(Module.createRequire(filename), dependencies);
   const mod = new Module(filename, null);
   mod.filename = filename;
   mod.paths = typeof Module._nodeModulePaths === 'function' ? Module._nodeModulePaths(dirname) : [];
@@ -221,6 +223,47 @@ function compile(code, filename) {
   }
   mod.loaded = true;
   return { ok: true, fn: returned !== undefined ? returned : mod.exports };
+}
+
+// ES module code compiled to CommonJS ('use latest' with `export default`, by Wharf at deploy or by Babel) exports
+// {__esModule: true, default: fn}; its default export is the function, as Babel's interop reads it.
+function exportedFunction(value) {
+  if (typeof value === 'function' || value === null || typeof value !== 'object') return value;
+  try {
+    if (value.__esModule === true && typeof value.default === 'function') return value.default;
+  } catch (err) {
+    // A hostile getter: not a function then.
+  }
+  return value;
+}
+
+// require('name@1.2.3') finds the node_modules link of that exact declared version (handler/provision.go). When the
+// function declares another version, or none, Node's "Cannot find module" becomes a sentence that says so.
+const VERSIONED_RE = /^((?:@[^/@]+\/)?[^/@]+)@([^/]+)(\/.*)?$/;
+
+function explainVersionedRequire(requireFn, dependencies) {
+  const wrapped = function require(id) {
+    try {
+      return requireFn(id);
+    } catch (err) {
+      throw versionedRequireError(err, id, dependencies);
+    }
+  };
+  // Everything else a module's require carries stays as Node made it.
+  for (const key of ['resolve', 'cache', 'main', 'extensions']) wrapped[key] = requireFn[key];
+  return wrapped;
+}
+
+function versionedRequireError(err, id, dependencies) {
+  const m = typeof id === 'string' ? VERSIONED_RE.exec(id) : null;
+  if (!m || !err || err.code !== 'MODULE_NOT_FOUND' || dependencies[m[1]] === m[2]) return err;
+  const declared = Object.prototype.hasOwnProperty.call(dependencies, m[1]) ? dependencies[m[1]] : undefined;
+  const e = new Error('Cannot find module \'' + id + '\': ' + (declared === undefined
+    ? 'the function does not declare ' + m[1] + ' as a dependency'
+    : 'the function declares ' + m[1] + '@' + declared + ', not ' + m[2]) +
+    '; require(\'name@version\') loads only a version declared in the function\'s dependencies.');
+  e.code = 'MODULE_NOT_FOUND';
+  return e;
 }
 
 function compileFailure(err, filename) {
