@@ -187,13 +187,13 @@ func (s *Store) SetStorage(ctx context.Context, tenant, fn string, w StorageWrit
 			if w.Force {
 				continue // another writer took this revision; write after it
 			}
-			now, err := s.storageHead(ctx, tenant, fn)
+			latest, err := s.storageHead(ctx, tenant, fn)
 			if err != nil {
 				return Storage{}, err
 			}
 			conflict := &StorageConflict{}
-			if now != nil {
-				conflict.Current = now.storage()
+			if latest != nil {
+				conflict.Current = latest.storage()
 			}
 			return Storage{}, conflict
 		}

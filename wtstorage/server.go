@@ -22,12 +22,18 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/net/netutil"
+
 	"github.com/wharfhq/wharf/catalog"
 	"github.com/wharfhq/wharf/store"
 )
 
 // SocketName is the socket's name in a container's app directory.
 const SocketName = "storage.sock"
+
+// maxConns bounds the connections one container holds open on its socket
+// (the runner keeps at most 8).
+const maxConns = 16
 
 // Backend keeps the documents (store.Store).
 type Backend interface {
@@ -99,7 +105,9 @@ func (s *Server) Attach(tenant, dir string) error {
 	}
 	go func() {
 		defer close(ch.done)
-		if err := ch.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		// Past maxConns, connections wait in the kernel's backlog, not in
+		// the node's descriptors: a container cannot exhaust the node's.
+		if err := ch.srv.Serve(netutil.LimitListener(ln, maxConns)); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			s.log.Warn("storage socket stopped", "tenant", tenant, "err", err)
 		}
 	}()

@@ -173,3 +173,47 @@ func TestChannel(t *testing.T) {
 		t.Fatalf("socket file left by a refused Attach: %v", err)
 	}
 }
+
+// A container cannot hold more than maxConns connections in the node: the
+// next one waits until one of them closes.
+func TestChannelConnectionLimit(t *testing.T) {
+	st := testStore(t)
+	ctx := context.Background()
+	if _, err := st.CreateTenant(ctx, "acme"); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := st.PutFunction(ctx, store.FunctionSpec{Tenant: "acme", Name: "f", Code: "x"}); err != nil {
+		t.Fatal(err)
+	}
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	srv := New(st, catalog.New(st, logger), logger)
+	t.Cleanup(srv.Close)
+	dir := t.TempDir()
+	if err := srv.Attach("acme", dir); err != nil {
+		t.Fatal(err)
+	}
+	sock := filepath.Join(dir, SocketName)
+	var held []net.Conn
+	for range maxConns {
+		c, err := net.Dial("unix", sock)
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, c)
+	}
+	c := dial(t, sock)
+	c.c.Timeout = 500 * time.Millisecond
+	req, _ := http.NewRequest("GET", "http://storage/v1/functions/f/storage", nil)
+	if res, err := c.c.Do(req); err == nil {
+		res.Body.Close()
+		t.Fatalf("a connection past the limit was served: %d", res.StatusCode)
+	}
+	held[0].Close()
+	c.c.Timeout = 20 * time.Second
+	if s, b := c.do("GET", "f", ""); s != 200 || b["rev"] != float64(0) {
+		t.Fatalf("after a connection closed: %d %v", s, b)
+	}
+	for _, h := range held[1:] {
+		h.Close()
+	}
+}
