@@ -31,8 +31,8 @@ const counterCode = `module.exports = function (ctx, cb) {
 // Invariant: webtask storage is one document per function shared by every
 // container of its tenant on every node: 100 concurrent increments, half
 // through each of two nodes on one store (two containers, two store
-// clients), end at exactly 100 after 409 retries. Deleting the function
-// deletes its storage.
+// clients), end at exactly 100 after 409 retries. Another tenant's function
+// of the same name has its own. Deleting the function deletes its storage.
 func TestStorageCounterTwoNodes(t *testing.T) {
 	ctx := context.Background()
 	st, err := wharftest.RunRestartableStore(ctx)
@@ -102,6 +102,13 @@ func TestStorageCounterTwoNodes(t *testing.T) {
 		t.Fatalf("%d attempts for %d increments: the requests never raced", attempts, total)
 	}
 	t.Logf("%d increments took %d attempts (%d retried after 409)", total, attempts, attempts-total)
+
+	// Another tenant's function of the same name has storage of its own.
+	tokU := createTenant(t, b, "store-u")
+	deploy(t, b, tokU, "store-u", "counter", counterCode, nil)
+	if r := do(t, b, "GET", "/run/store-u/counter?read=1", "", nil); string(r.Body) != `{"n":"undefined"}` {
+		t.Fatalf("another tenant's counter reads %d %s", r.Status, r.Body)
+	}
 
 	// The function goes with its storage; created again, it starts empty.
 	expect(t, do(t, a, "DELETE", "/api/v1/tenants/store-t/functions/counter", tok, nil), http.StatusNoContent)
