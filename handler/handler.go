@@ -51,6 +51,12 @@ type Config struct {
 	// the time it was taken from the pool, ready (the node follows its
 	// output from then on, so nothing of the runner's start shows).
 	Assigned func(tenant string, c *pool.Container, since time.Time)
+	// Attach, when set, prepares a claimed container for its tenant before
+	// any of the tenant's requests reaches it (the storage socket); an error
+	// fails the claim and the container is removed.
+	Attach func(tenant string, c *pool.Container) error
+	// Detach undoes Attach just before the container is removed.
+	Detach func(c *pool.Container)
 }
 
 // Modules gives the link targets, as containers see them, of a function's
@@ -240,11 +246,17 @@ func (h *Handler) claim(tenant string) (*Assignment, error) {
 		h.pool.Discard(ctx, c)
 		return nil, err
 	}
+	if h.cfg.Attach != nil {
+		if err := h.cfg.Attach(tenant, c); err != nil {
+			h.pool.Discard(ctx, c)
+			return nil, fmt.Errorf("attach container: %w", err)
+		}
+	}
 	a := &Assignment{Tenant: tenant, C: c, Since: time.Now(), lastUsed: time.Now(), provisioned: map[string]bool{}}
 	h.mu.Lock()
 	if h.closed {
 		h.mu.Unlock()
-		h.pool.Discard(ctx, c)
+		h.remove(ctx, c)
 		return nil, ErrClosed
 	}
 	h.byTenant[tenant] = a
@@ -382,8 +394,16 @@ func (h *Handler) discardAsync(a *Assignment) {
 	h.bg.goTracked(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		h.pool.Discard(ctx, a.C)
+		h.remove(ctx, a.C)
 	})
+}
+
+// remove detaches a claimed container and removes it.
+func (h *Handler) remove(ctx context.Context, c *pool.Container) {
+	if h.cfg.Detach != nil {
+		h.cfg.Detach(c)
+	}
+	h.pool.Discard(ctx, c)
 }
 
 // Tenants returns the number of tenants holding a container.

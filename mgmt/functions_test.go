@@ -232,6 +232,7 @@ func TestFunctionsCrossTenant(t *testing.T) {
 		{"DELETE", "/functions/hook", nil},
 		{"GET", "/functions/hook/versions", nil},
 		{"POST", "/functions/hook/rollback", map[string]any{"version": 1}},
+		{"GET", "/functions/hook/storage", nil},
 	} {
 		t.Run(rt.method+rt.path, func(t *testing.T) {
 			hidden := e.do(rt.method, "/tenants/other"+rt.path, acme, rt.body).wantErr(t, http.StatusNotFound, "tenant_not_found")
@@ -275,6 +276,8 @@ func TestDeleteFunction(t *testing.T) {
 		{"GET", "/functions/never", nil},
 		{"DELETE", "/functions/never", nil},
 		{"GET", "/functions/never/versions", nil},
+		{"GET", "/functions/hook/storage", nil},
+		{"GET", "/functions/never/storage", nil},
 		{"POST", "/functions/never/rollback", map[string]any{"version": 1}},
 		{"GET", "/functions/bad.name", nil},
 		{"DELETE", "/functions/bad.name", nil},

@@ -36,6 +36,8 @@ type Store interface {
 	ListVersions(ctx context.Context, tenant, name string) ([]store.FunctionVersion, error)
 	GetVersion(ctx context.Context, tenant, name string, version int) (store.FunctionVersion, error)
 	Rollback(ctx context.Context, tenant, name string, version int) (store.FunctionVersion, error)
+
+	GetStorage(ctx context.Context, tenant, fn string) (store.Storage, error)
 }
 
 // Hooks lets the node's caches and containers follow changes. The API calls
@@ -131,6 +133,7 @@ func (a *API) Register(g *echo.Group) {
 	g.GET("/tenants/:tenant/functions/:name", a.getFunction, auth)
 	g.DELETE("/tenants/:tenant/functions/:name", a.deleteFunction, auth)
 	g.GET("/tenants/:tenant/functions/:name/versions", a.listVersions, auth)
+	g.GET("/tenants/:tenant/functions/:name/storage", a.getStorage, auth)
 	g.POST("/tenants/:tenant/functions/:name/rollback", a.rollback, auth)
 
 	g.GET("/modules/*", a.getModule, auth)

@@ -33,6 +33,7 @@ import (
 	"github.com/wharfhq/wharf/secretbox"
 	"github.com/wharfhq/wharf/store"
 	"github.com/wharfhq/wharf/tenantlog"
+	"github.com/wharfhq/wharf/wtstorage"
 )
 
 // Node is a running Wharf node.
@@ -51,6 +52,7 @@ type Node struct {
 	handler *handler.Handler
 	catalog *catalog.Catalog
 	mods    *modules
+	storage *wtstorage.Server
 	logs    *tenantlog.Service
 	proxy   *proxy.Proxy
 	metrics *metrics.Metrics
@@ -258,7 +260,9 @@ func (n *Node) startContainers(ctx context.Context) error {
 	}
 	n.startLogs() // before the handler, whose assignments it follows
 	n.handler = handler.New(n.pool, handler.Config{Limits: limits, Stats: n.eng.ContainerStats, PidsLimit: n.cfg.ContainerPids,
-		Modules: n.mods.cache, Assigned: n.containerAssigned}, n.log)
+		Modules: n.mods.cache, Assigned: n.containerAssigned,
+		Attach: func(tenant string, c *pool.Container) error { return n.storage.Attach(tenant, c.AppDir) },
+		Detach: func(c *pool.Container) { n.storage.Detach(c.AppDir) }}, n.log)
 	n.bg.Add(4)
 	go func() { defer n.bg.Done(); n.pool.Run(bgctx) }()
 	go func() { defer n.bg.Done(); n.watchEvents(bgctx) }()
@@ -279,6 +283,10 @@ func (n *Node) startContainers(ctx context.Context) error {
 	n.metrics = metrics.New(metrics.Options{TenantLabel: n.cfg.MetricsTenantLabel})
 	n.metrics.RegisterNode(n.pool.Stats, func() int { return n.pool.Stats().Target }, n.handler.Stats)
 	n.catalog = catalog.New(timedSource{n.st, n.metrics}, n.log)
+	// Tenants' containers reach their functions' storage through a socket
+	// each (wtstorage); the handler attaches it when a tenant claims one.
+	n.storage = wtstorage.New(n.st, n.catalog, n.log)
+	n.onStop(func(context.Context) { n.storage.Close() })
 	n.proxy = proxy.New(proxy.Config{
 		ClaimTimeout: n.cfg.ClaimTimeout, DefaultTimeoutMS: n.cfg.FunctionTimeoutMS(), MaxBodyBytes: int64(n.cfg.MaxBody),
 		MaxResponseBytes: int64(n.cfg.MaxResponse), Tenants: n.tenantLimiter(),

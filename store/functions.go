@@ -136,8 +136,8 @@ func (s *Store) ListFunctions(ctx context.Context, tenant string) ([]FunctionVer
 	return out, nil
 }
 
-// DeleteFunction deletes a function by appending a tombstone version.
-// ErrNotFound when it has no live version.
+// DeleteFunction deletes a function by appending a tombstone version, then
+// its storage. ErrNotFound when it has no live version.
 func (s *Store) DeleteFunction(ctx context.Context, tenant, name string) error {
 	_, _, err := s.appendVersion(ctx, tenant, name, func(prev *FunctionVersion) (FunctionVersion, error) {
 		if prev == nil || prev.Deleted {
@@ -145,7 +145,16 @@ func (s *Store) DeleteFunction(ctx context.Context, tenant, name string) error {
 		}
 		return FunctionVersion{Tenant: tenant, Name: name, Deleted: true}, nil
 	})
-	return err
+	if errors.Is(err, ErrNotFound) {
+		// A retry after a failed storage delete still removes the storage.
+		if serr := s.DeleteStorage(ctx, tenant, name); serr != nil {
+			return serr
+		}
+	}
+	if err != nil {
+		return err
+	}
+	return s.DeleteStorage(ctx, tenant, name)
 }
 
 // ListVersions returns the stored versions of a live function in ascending

@@ -20,6 +20,7 @@ import (
 //	function_versions  _id = "<tenant>/<name>/<version>"; unique {tenant, name, version}
 //	settings           _id = setting name ("admin_token")
 //	logs               _id = random; {tenant, at}
+//	storage            _id = "<tenant>/<function>/<rev>"; unique {tenant, function, rev}
 func indexModels() map[string][]mongo.IndexModel {
 	return map[string][]mongo.IndexModel{
 		CollTokens: {
@@ -28,6 +29,12 @@ func indexModels() map[string][]mongo.IndexModel {
 		},
 		CollLogs: {
 			{Keys: bson.D{{Key: "tenant", Value: 1}, {Key: "at", Value: -1}}, Options: options.Index().SetName("tenant_at")},
+		},
+		CollStorage: {
+			{
+				Keys:    bson.D{{Key: "tenant", Value: 1}, {Key: "function", Value: 1}, {Key: "rev", Value: 1}},
+				Options: options.Index().SetName("tenant_function_rev_unique").SetUnique(true),
+			},
 		},
 		CollFunctionVersions: {
 			{

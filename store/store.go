@@ -59,8 +59,11 @@ type Store struct {
 
 	maxBackoff time.Duration // cap of the jittered wait between append attempts
 	heads      sync.Map      // "tenant/name" -> headHint: the last head seen
-	locks      *keyedLocks   // serialise this process's writers of one function
-	changeHint atomic.Int64  // the last change sequence this Store saw
+	// "tenant/function" -> int64: the newest storage revision last seen
+	storageHints    sync.Map
+	storagePruneAge time.Duration // storagePruneAge; tests lower it
+	locks           *keyedLocks   // serialise this process's writers of one function
+	changeHint      atomic.Int64  // the last change sequence this Store saw
 }
 
 // Connect connects to the database at uri, checks it answers, and creates the
@@ -97,8 +100,9 @@ func Connect(ctx context.Context, uri string, opt Options) (*Store, error) {
 		versions: db.Collection(CollFunctionVersions),
 		settings: db.Collection(CollSettings),
 
-		maxBackoff: defaultMaxBackoff,
-		locks:      newKeyedLocks(),
+		maxBackoff:      defaultMaxBackoff,
+		storagePruneAge: storagePruneAge,
+		locks:           newKeyedLocks(),
 	}
 	if err := s.Ping(ctx); err != nil {
 		_ = client.Disconnect(context.WithoutCancel(ctx))

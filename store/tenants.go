@@ -52,7 +52,7 @@ func (s *Store) ListTenants(ctx context.Context) ([]Tenant, error) {
 }
 
 // DeleteTenant removes a tenant with its tokens, every version of its
-// functions and its log history; ErrNotFound when there is no such tenant.
+// functions, their storage and its log history; ErrNotFound when there is no such tenant.
 //
 // The children go first and the tenant document last, so a crash midway leaves
 // a tenant that a retried DeleteTenant finishes. After the tenant document is
@@ -81,6 +81,9 @@ func (s *Store) deleteChildren(ctx context.Context, name string, filter bson.D) 
 	}
 	if _, err := s.versions.DeleteMany(ctx, filter); err != nil {
 		return fmt.Errorf("store: delete tenant %q: functions: %w", name, err)
+	}
+	if _, err := s.storage().DeleteMany(ctx, filter); err != nil {
+		return fmt.Errorf("store: delete tenant %q: storage: %w", name, err)
 	}
 	if _, err := s.logs().DeleteMany(ctx, filter); err != nil {
 		return fmt.Errorf("store: delete tenant %q: logs: %w", name, err)

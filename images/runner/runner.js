@@ -22,6 +22,8 @@
 //   rest counted in a "system" line. stderr carries the runner's own diagnostics. Code can still write anything to
 //   process.stdout itself (and so imitate a tag): that is its own tenant's log only, as the container is the
 //   tenant's alone.
+// - ctx.storage talks to the node over $WHARF_APP_DIR/storage.sock (HTTP/JSON, see "Storage" below); the node serves
+//   that socket for this container's tenant only.
 // - Before it reports ready the runner writes only single lines on stderr starting "[wharf-runner] listening on",
 //   "[wharf-runner] warm-up failed" or "[wharf-runner] warmed up in"; the host never shows them to a tenant.
 //
@@ -523,6 +525,7 @@ function createContext(entry, inv, raw) {
     data: {},
     body: undefined,
     body_raw: undefined,
+    storage: createStorage(entry.name),
   };
 
   if (raw !== undefined) {
@@ -574,6 +577,121 @@ function parseBody(contentType, raw) {
 // change.
 function defineValue(obj, key, value) {
   Object.defineProperty(obj, key, { value, writable: true, enumerable: true, configurable: true });
+}
+
+// ---------------------------------------------------------------------------------------------------------------------
+// Storage (ctx.storage)
+//
+// One JSON document per function, kept by the node in the store and shared by every container and node of the tenant.
+// The node serves it on $WHARF_APP_DIR/storage.sock, a socket only this tenant's container sees:
+//   GET /v1/functions/<name>/storage -> 200 {"rev", "data"} ("data" absent: nothing stored)
+//   PUT /v1/functions/<name>/storage {"rev", "force", "data"} -> 200 {"rev"} | 409 {"rev", "data"} (what is stored)
+// Conflicts are decided by the node against the revision this request last read (a get, a 409 or its own set).
+
+const STORAGE_SOCKET = path.join(APP_DIR, 'storage.sock');
+const STORAGE_MAX_BYTES = 500 * 1024;
+const STORAGE_TIMEOUT_MS = 30 * 1000;
+const storageAgent = new http.Agent({ keepAlive: true, maxSockets: 8 });
+
+function createStorage(name) {
+  let lastRev = null; // null: nothing read in this request yet
+  return {
+    get(options, cb) {
+      if (typeof options === 'function') cb = options;
+      if (typeof cb !== 'function') throw new TypeError('storage.get needs a callback.');
+      storageCall('GET', name, undefined, (err, status, body) => {
+        if (err) return cb(err);
+        if (status !== 200) return cb(storageError(status, body));
+        lastRev = body.rev;
+        cb(null, body.data);
+      });
+    },
+    set(data, options, cb) {
+      if (typeof options === 'function') {
+        cb = options;
+        options = undefined;
+      }
+      if (cb === undefined) cb = () => {};
+      if (typeof cb !== 'function') throw new TypeError('storage.set needs a callback.');
+      const force = !!(options !== null && typeof options === 'object' && options.force);
+      const fail = (message, code) => {
+        const err = new Error(message);
+        if (code) err.code = code;
+        process.nextTick(cb, err);
+      };
+      if (!force && lastRev === null) {
+        return fail('storage.set without {force: 1} must follow a storage.get in the same request.', 400);
+      }
+      let json = 'null';
+      if (data !== undefined && data !== null) {
+        try {
+          json = JSON.stringify(data);
+        } catch (err) {
+          return fail('The storage data cannot be serialized to JSON: ' + errorMessage(err), 400);
+        }
+        if (typeof json !== 'string') return fail('The storage data has no JSON representation.', 400);
+      }
+      if (Buffer.byteLength(json) > STORAGE_MAX_BYTES) {
+        return fail('The storage data is larger than 500 KB.', 413);
+      }
+      const body = '{"rev":' + (lastRev || 0) + ',"force":' + force + ',"data":' + json + '}';
+      storageCall('PUT', name, body, (err, status, answer) => {
+        if (err) return cb(err);
+        if (status === 409) {
+          lastRev = answer.rev; // the conflict counts as a read: set may be retried at once
+          const conflict = new Error('Write conflict: the storage document changed since it was read.');
+          conflict.code = 409;
+          conflict.conflict = answer.data;
+          return cb(conflict);
+        }
+        if (status !== 200) return cb(storageError(status, answer));
+        lastRev = answer.rev;
+        cb(null);
+      });
+    },
+  };
+}
+
+// done(err, status, parsedBody) runs exactly once.
+function storageCall(method, name, body, done) {
+  let finished = false;
+  const finish = (err, status, value) => {
+    if (finished) return;
+    finished = true;
+    done(err, status, value);
+  };
+  const req = http.request({
+    socketPath: STORAGE_SOCKET, agent: storageAgent, method, path: '/v1/functions/' + name + '/storage',
+    headers: body === undefined ? {} : { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) },
+  }, (res) => {
+    const chunks = [];
+    res.on('data', (c) => chunks.push(c));
+    res.on('error', (err) => finish(storageUnavailable(err)));
+    res.on('end', () => {
+      let value;
+      try {
+        value = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+      } catch (err) {
+        return finish(storageUnavailable(err));
+      }
+      finish(null, res.statusCode, value);
+    });
+  });
+  req.setTimeout(STORAGE_TIMEOUT_MS, () => req.destroy(new Error('storage call timed out')));
+  req.on('error', (err) => finish(storageUnavailable(err)));
+  req.end(body);
+}
+
+function storageError(status, body) {
+  const err = new Error(body && typeof body.error === 'string' ? body.error : 'Storage call failed.');
+  err.code = status;
+  return err;
+}
+
+function storageUnavailable(cause) {
+  const err = new Error('Storage is unavailable: ' + errorMessage(cause));
+  err.code = 503;
+  return err;
 }
 
 // ---------------------------------------------------------------------------------------------------------------------

@@ -1115,10 +1115,10 @@ func TestContextDataSecretsMeta(t *testing.T) {
 			equalJSON(t, body.Meta, `{"owner":"team-a"}`)
 		})
 	}
-	t.Run("secrets and meta default to objects, no storage yet", func(t *testing.T) {
+	t.Run("secrets and meta default to objects, storage is there", func(t *testing.T) {
 		got := r.do(t, call{fn: "bare"})
 		got.expect(t, 200, "webtask")
-		equalJSON(t, got.body, `{"secrets":{},"meta":{},"types":["object","object"],"storage":false}`)
+		equalJSON(t, got.body, `{"secrets":{},"meta":{},"types":["object","object"],"storage":true}`)
 	})
 }
 
