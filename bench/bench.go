@@ -107,6 +107,13 @@ func Run(ctx context.Context, opts Options) (Results, error) {
 		e.logf("%s done in %v", g, time.Since(gstart).Round(time.Second))
 		res.Figures = append(res.Figures, figs...)
 	}
+	// Every wharf.node label the run used, so a caller can check that
+	// nothing of the run is left.
+	ids := []string{e.benchID}
+	for _, n := range e.nodes {
+		ids = append(ids, n.NodeID)
+	}
+	res.Settings["node_labels"] = strings.Join(ids, ",")
 	res.Seconds = time.Since(start).Round(time.Second).Seconds()
 	return res, nil
 }

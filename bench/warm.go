@@ -119,8 +119,8 @@ type module struct{ name, version string }
 
 func (e *env) counts() counts {
 	if e.opts.Quick {
-		return counts{warmUp: 200 * time.Millisecond, warmRun: 300 * time.Millisecond, warmRounds: 1,
-			cold: 3, dockerRun: 2, burst: 6, burstPool: 2, density: 2,
+		return counts{warmUp: 100 * time.Millisecond, warmRun: 200 * time.Millisecond, warmRounds: 1,
+			cold: 3, dockerRun: 2, burst: 4, burstPool: 2, density: 2,
 			modules: []module{{"ms", "2.1.3"}}, coldDeps: []string{"ms"}, creates: 2}
 	}
 	return counts{warmUp: time.Second, warmRun: 2 * time.Second, warmRounds: 3,
