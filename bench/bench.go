@@ -22,7 +22,7 @@ import (
 
 // Groups are the figure groups in the order a run measures them: module
 // builds come before cold starts so that they build on a fresh store.
-var Groups = []string{"warm", "modules", "cold", "density", "burst"}
+var Groups = []string{"warm", "modules", "cold", "density", "burst", "isolation"}
 
 // Options configure a run.
 type Options struct {
@@ -75,6 +75,7 @@ func Run(ctx context.Context, opts Options) (Results, error) {
 		"burst":            fmt.Sprintf("%d tenants created, then one first request each sent at once; --pool-size %d --pool-max %d", c.burst, c.burstPool, c.burstPool),
 		"density":          fmt.Sprintf("%d tenants, each after its first request, idle 3 s", c.density),
 		"modules":          fmt.Sprintf("%d first builds one at a time on a fresh store; %d creates each kind, taking turns", len(c.modules), c.creates),
+		"isolation":        fmt.Sprintf("two nodes, --pool-size 2 each, taking turns: warm load as above, then %d new tenants each", c.isolationCold),
 		"raised_cpu_quota": strconv.FormatFloat(raisedCPUs(opts), 'f', -1, 64),
 	}
 	main, err := e.startNode(ctx, "--pool-size", "4")
@@ -82,11 +83,12 @@ func Run(ctx context.Context, opts Options) (Results, error) {
 		return res, err
 	}
 	run := map[string]func() ([]Figure, error){
-		"warm":    func() ([]Figure, error) { return e.warm(ctx, main) },
-		"modules": func() ([]Figure, error) { return e.modules(ctx, main) },
-		"cold":    func() ([]Figure, error) { return e.cold(ctx, main) },
-		"density": func() ([]Figure, error) { return e.density(ctx, main) },
-		"burst":   func() ([]Figure, error) { return e.burst(ctx) },
+		"warm":      func() ([]Figure, error) { return e.warm(ctx, main) },
+		"modules":   func() ([]Figure, error) { return e.modules(ctx, main) },
+		"cold":      func() ([]Figure, error) { return e.cold(ctx, main) },
+		"density":   func() ([]Figure, error) { return e.density(ctx, main) },
+		"burst":     func() ([]Figure, error) { return e.burst(ctx) },
+		"isolation": func() ([]Figure, error) { return e.isolation(ctx) },
 	}
 	for _, g := range Groups {
 		if len(opts.Only) > 0 && !slices.Contains(opts.Only, g) {

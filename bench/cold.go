@@ -2,6 +2,8 @@ package bench
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -30,24 +32,15 @@ func (e *env) cold(ctx context.Context, n *wnode) ([]Figure, error) {
 		if err := n.poolFull(time.Minute); err != nil {
 			return nil, err
 		}
-		before, err := e.containers(ctx, n)
-		if err != nil {
-			return nil, err
-		}
-		var round []string
+		var round, used []string
 		for _, k := range kinds {
 			name := fmt.Sprintf("cold-%s-%d", k.key, j)
 			round = append(round, name)
-			if err := n.tenantWith(name, k.code, k.deps); err != nil {
-				return nil, err
-			}
-			if err := n.poolFull(time.Minute); err != nil {
-				return nil, err
-			}
-			d, _, err := timeGet(n.URL + "/run/" + name + "/f")
+			d, host, err := n.firstRequest(name, k.code, k.deps)
 			if err != nil {
 				return nil, err
 			}
+			used = append(used, host)
 			lat[k.key] = append(lat[k.key], d)
 		}
 		if j < c.dockerRun {
@@ -64,7 +57,7 @@ func (e *env) cold(ctx context.Context, n *wnode) ([]Figure, error) {
 				return nil, err
 			}
 		}
-		if err := e.containersAtMost(ctx, n, before); err != nil {
+		if err := e.gone(ctx, used); err != nil {
 			return nil, err
 		}
 	}
@@ -82,23 +75,41 @@ func (e *env) cold(ctx context.Context, n *wnode) ([]Figure, error) {
 	}, nil
 }
 
-// containers counts the node's containers (pooled and claimed).
-func (e *env) containers(ctx context.Context, n *wnode) (int, error) {
-	list, err := e.eng.ListContainers(ctx, map[string]string{engine.LabelNode: n.NodeID})
-	return len(list), err
+// gone waits until the containers (ids or names) no longer exist.
+func (e *env) gone(ctx context.Context, ids []string) error {
+	deadline := time.Now().Add(time.Minute)
+	for _, id := range ids {
+		for {
+			_, err := e.eng.InspectContainer(ctx, id)
+			if errors.Is(err, engine.ErrNotFound) {
+				break
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("container %s still there a minute after its tenant was deleted (%v)", id, err)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	return nil
 }
 
-// containersAtMost waits until the node runs at most max containers.
-func (e *env) containersAtMost(ctx context.Context, n *wnode, max int) error {
-	deadline := time.Now().Add(time.Minute)
-	for {
-		got, err := e.containers(ctx, n)
-		if err == nil && got <= max {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("node %s still runs %d containers, more than %d (%v)", n.NodeID, got, max, err)
-		}
-		time.Sleep(50 * time.Millisecond)
+// firstRequest creates a tenant with one function, waits for a full pool and
+// times the tenant's first request: a cold start from a warm pool. It also
+// returns the container that served it (the function answers its hostname).
+func (n *wnode) firstRequest(tenant, code string, deps map[string]string) (time.Duration, string, error) {
+	if err := n.tenantWith(tenant, code, deps); err != nil {
+		return 0, "", err
 	}
+	if err := n.poolFull(time.Minute); err != nil {
+		return 0, "", err
+	}
+	d, body, err := timeGet(n.URL + "/run/" + tenant + "/f")
+	if err != nil {
+		return d, "", err
+	}
+	var out struct{ Host string }
+	if err := json.Unmarshal(body, &out); err != nil || out.Host == "" {
+		return d, "", fmt.Errorf("%s answered %q", tenant, body)
+	}
+	return d, out.Host, nil
 }

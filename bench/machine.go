@@ -35,7 +35,7 @@ func machineInfo(ctx context.Context, repo string) Machine {
 		Commit:    out("git", "rev-parse", "--short=12", "HEAD"),
 		Date:      time.Now().UTC().Format(time.RFC3339),
 	}
-	if m.Commit != "" && out("git", "status", "--porcelain") != "" {
+	if m.Commit != "" && out("git", "status", "--porcelain", "--", ".", ":!bench/results.json") != "" {
 		m.Commit += "-dirty"
 	}
 	return m

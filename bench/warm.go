@@ -17,8 +17,7 @@ type warmTarget struct {
 // server of the same image on its bridge IP, with the tenant limits (apples to
 // apples) and without; and a node whose tenant CPU quota is raised to every
 // core against the unlimited bare server. The load generator is its own
-// process; the targets take turns, round after round, so drift in the
-// machine's load hits every target alike.
+// process (loadRounds).
 func (e *env) warm(ctx context.Context, main *wnode) ([]Figure, error) {
 	cpus := raisedCPUs(e.opts)
 	raised, err := e.startNode(ctx, "--pool-size", "1", "--container-cpus", strconv.FormatFloat(cpus, 'f', -1, 64))
@@ -61,17 +60,56 @@ func (e *env) warm(ctx context.Context, main *wnode) ([]Figure, error) {
 		targets = append(targets, warmTarget{key: map[bool]string{true: "bare", false: "bareUnlimited"}[limited], url: url})
 	}
 
+	lr, err := e.loadRounds(ctx, "warm", targets)
+	if err != nil {
+		return nil, err
+	}
+	m := func(v func(lgResult) float64, target string, conns int) float64 { return lr.median(v, target, conns) }
+	base := func(v func(lgResult) float64, target string, conns int) *float64 { return ptr(m(v, target, conns)) }
+	const bare, bareU = "bare, tenant limits", "bare, no limits"
+	raisedName := fmt.Sprintf("--container-cpus %s: ", strconv.FormatFloat(cpus, 'f', -1, 64))
+	return []Figure{
+		newFigure("warm", "1 conn p50", "ms", m(p50of, "wharf", 1), base(p50of, "bare", 1), bare, nil),
+		newFigure("warm", "1 conn p50 overhead (Wharf - bare)", "ms", m(p50of, "wharf", 1)-m(p50of, "bare", 1), nil, "", atMost(0.2)),
+		newFigure("warm", "1 conn p99", "ms", m(p99of, "wharf", 1), base(p99of, "bare", 1), bare, nil),
+		newFigure("warm", "1 conn p50, runner direct (no proxy)", "ms", m(p50of, "direct", 1), base(p50of, "bare", 1), bare, nil),
+		newFigure("warm", "1 conn throughput", "req/s", m(rpsOf, "wharf", 1), base(rpsOf, "bare", 1), bare, nil),
+		newFigure("warm", "16 conns throughput", "req/s", m(rpsOf, "wharf", 16), base(rpsOf, "bare", 16), bare, ratioAtLeast(0.5)),
+		newFigure("warm", "16 conns p99", "ms", m(p99of, "wharf", 16), base(p99of, "bare", 16), bare, nil),
+		newFigure("warm", "16 conns throughput, runner direct (no proxy)", "req/s", m(rpsOf, "direct", 16), base(rpsOf, "bare", 16), bare, nil),
+		newFigure("warm", raisedName+"16 conns throughput", "req/s", m(rpsOf, "raised", 16), base(rpsOf, "bareUnlimited", 16), bareU, nil),
+		newFigure("warm", raisedName+"1 conn p50", "ms", m(p50of, "raised", 1), base(p50of, "bareUnlimited", 1), bareU, nil),
+	}, nil
+}
+
+func rpsOf(r lgResult) float64 { return r.RPS }
+func p50of(r lgResult) float64 { return r.P50ms }
+func p99of(r lgResult) float64 { return r.P99ms }
+
+// loadResults are the load generator's results per target and connection
+// count, one per round.
+type loadResults map[string]map[int][]lgResult
+
+// median is the median over the rounds of one quantity.
+func (l loadResults) median(v func(lgResult) float64, target string, conns int) float64 {
+	var vals []float64
+	for _, r := range l[target][conns] {
+		vals = append(vals, v(r))
+	}
+	return median(vals)
+}
+
+// loadRounds warms every target up, then loads each at 1 and at 16
+// connections, the targets taking turns, round after round, so drift in the
+// machine's load hits every target alike.
+func (e *env) loadRounds(ctx context.Context, group string, targets []warmTarget) (loadResults, error) {
 	c := e.counts()
 	for _, t := range targets { // JIT and connections of every path warm
 		if _, err := e.load(ctx, t.url, t.headers, 16, c.warmUp); err != nil {
 			return nil, err
 		}
 	}
-	type key struct {
-		target string
-		conns  int
-	}
-	rps, p50, p99 := map[key][]float64{}, map[key][]float64{}, map[key][]float64{}
+	out := loadResults{}
 	for round := 0; round < c.warmRounds; round++ {
 		for _, conns := range []int{1, 16} {
 			for _, t := range targets {
@@ -79,28 +117,15 @@ func (e *env) warm(ctx context.Context, main *wnode) ([]Figure, error) {
 				if err != nil {
 					return nil, err
 				}
-				k := key{t.key, conns}
-				rps[k], p50[k], p99[k] = append(rps[k], r.RPS), append(p50[k], r.P50ms), append(p99[k], r.P99ms)
+				if out[t.key] == nil {
+					out[t.key] = map[int][]lgResult{}
+				}
+				out[t.key][conns] = append(out[t.key][conns], r)
 			}
 		}
-		e.logf("warm: round %d of %d done", round+1, c.warmRounds)
+		e.logf("%s: round %d of %d done", group, round+1, c.warmRounds)
 	}
-	m := func(v map[key][]float64, target string, conns int) float64 { return median(v[key{target, conns}]) }
-	base := func(v map[key][]float64, target string, conns int) *float64 { return ptr(m(v, target, conns)) }
-	const bare, bareU = "bare, tenant limits", "bare, no limits"
-	raisedName := fmt.Sprintf("--container-cpus %s: ", strconv.FormatFloat(cpus, 'f', -1, 64))
-	return []Figure{
-		newFigure("warm", "1 conn p50", "ms", m(p50, "wharf", 1), base(p50, "bare", 1), bare, nil),
-		newFigure("warm", "1 conn p50 overhead (Wharf - bare)", "ms", m(p50, "wharf", 1)-m(p50, "bare", 1), nil, "", atMost(0.2)),
-		newFigure("warm", "1 conn p99", "ms", m(p99, "wharf", 1), base(p99, "bare", 1), bare, nil),
-		newFigure("warm", "1 conn p50, runner direct (no proxy)", "ms", m(p50, "direct", 1), base(p50, "bare", 1), bare, nil),
-		newFigure("warm", "1 conn throughput", "req/s", m(rps, "wharf", 1), base(rps, "bare", 1), bare, nil),
-		newFigure("warm", "16 conns throughput", "req/s", m(rps, "wharf", 16), base(rps, "bare", 16), bare, ratioAtLeast(0.5)),
-		newFigure("warm", "16 conns p99", "ms", m(p99, "wharf", 16), base(p99, "bare", 16), bare, nil),
-		newFigure("warm", "16 conns throughput, runner direct (no proxy)", "req/s", m(rps, "direct", 16), base(rps, "bare", 16), bare, nil),
-		newFigure("warm", raisedName+"16 conns throughput", "req/s", m(rps, "raised", 16), base(rps, "bareUnlimited", 16), bareU, nil),
-		newFigure("warm", raisedName+"1 conn p50", "ms", m(p50, "raised", 1), base(p50, "bareUnlimited", 1), bareU, nil),
-	}, nil
+	return out, nil
 }
 
 // counts are the sizes of a run: full, or -quick (a smoke run of the harness).
@@ -113,6 +138,7 @@ type counts struct {
 	modules          []module // built one at a time, in this order
 	coldDeps         []string // names of modules the cold-start function requires
 	creates          int
+	isolationCold    int
 }
 
 type module struct{ name, version string }
@@ -121,10 +147,10 @@ func (e *env) counts() counts {
 	if e.opts.Quick {
 		return counts{warmUp: 100 * time.Millisecond, warmRun: 200 * time.Millisecond, warmRounds: 1,
 			cold: 3, dockerRun: 2, burst: 4, burstPool: 2, density: 2,
-			modules: []module{{"ms", "2.1.3"}}, coldDeps: []string{"ms"}, creates: 2}
+			modules: []module{{"ms", "2.1.3"}}, coldDeps: []string{"ms"}, creates: 2, isolationCold: 2}
 	}
 	return counts{warmUp: time.Second, warmRun: 2 * time.Second, warmRounds: 3,
 		cold: 30, dockerRun: 10, burst: 100, burstPool: 8, density: 10,
 		modules:  []module{{"ms", "2.1.3"}, {"escape-html", "1.0.3"}, {"debug", "4.3.4"}, {"lodash", "4.17.21"}},
-		coldDeps: []string{"ms", "debug", "escape-html"}, creates: 30}
+		coldDeps: []string{"ms", "debug", "escape-html"}, creates: 30, isolationCold: 20}
 }
