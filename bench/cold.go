@@ -84,6 +84,9 @@ func (e *env) gone(ctx context.Context, ids []string) error {
 			if errors.Is(err, engine.ErrNotFound) {
 				break
 			}
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
 			if time.Now().After(deadline) {
 				return fmt.Errorf("container %s still there a minute after its tenant was deleted (%v)", id, err)
 			}
