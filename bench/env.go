@@ -70,7 +70,7 @@ func newEnv(ctx context.Context, opts Options) (*env, error) {
 // close stops every node and removes everything the run created, even after
 // a failure half-way: containers and networks by their node label.
 func (e *env) close() {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	for _, n := range e.nodes {
 		e.stopNode(ctx, n)
@@ -123,9 +123,21 @@ func (e *env) stopNode(ctx context.Context, n *wharftest.Node) {
 	if n == nil || n.DataDir == "" {
 		return
 	}
-	_ = n.Stop(30 * time.Second)
-	if err := node.RemoveObjects(ctx, n.NodeID); err != nil {
-		e.logf("cleanup of node %s: %v", n.NodeID, err)
+	// A drain removes every container of the node: after a burst that is
+	// over a hundred, which takes a while on a loaded machine.
+	_ = n.Stop(3 * time.Minute)
+	// A container create the node sent just before it ended can complete
+	// late and hold the network: one more pass after a pause.
+	for attempt := 0; ; attempt++ {
+		err := node.RemoveObjects(ctx, n.NodeID)
+		if err == nil {
+			break
+		}
+		if attempt == 2 {
+			e.logf("cleanup of node %s: %v", n.NodeID, err)
+			break
+		}
+		time.Sleep(2 * time.Second)
 	}
 	_ = os.RemoveAll(n.DataDir)
 	n.DataDir = ""
