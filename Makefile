@@ -41,9 +41,10 @@ clean-containers:
 	-docker ps -aq --filter label=wharf.node | xargs -r docker rm -f
 	-docker network ls -q --filter label=wharf.node | xargs -r docker network rm
 
-## bench: latency benchmarks against same-run baselines (not part of make test)
+## bench: every figure against its same-run baseline; prints a table, writes bench/results.json (not part of make test)
+##        make bench ARGS='-quick' | ARGS='-only warm,cold' | ARGS='-raised-cpus 1'
 bench: docker
-	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 20m ./bench/
+	$(GO) run ./bench/cmd/wharfbench $(ARGS)
 
 ## cluster: a local cluster on this engine: wharf store, two nodes in containers, HAProxy (deploy/local)
 cluster: docker

@@ -13,8 +13,8 @@ import (
 	"github.com/wharfhq/wharf/store"
 )
 
-// memTotal is the machine's memory in bytes from /proc/meminfo (0 if unknown).
-func memTotal() int64 {
+// MemTotal is the machine's memory in bytes from /proc/meminfo (0 if unknown).
+func MemTotal() int64 {
 	f, err := os.Open("/proc/meminfo")
 	if err != nil {
 		return 0

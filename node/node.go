@@ -255,7 +255,7 @@ func (n *Node) startContainers(ctx context.Context) error {
 		n.pool.Drain(ctx)
 	})
 	limits := handler.Limits{
-		MaxContainers: n.cfg.EffectiveMaxContainers(memTotal()),
+		MaxContainers: n.cfg.EffectiveMaxContainers(MemTotal()),
 		IdleTimeout:   n.cfg.IdleTimeout, MaxLifetime: n.cfg.MaxLifetime,
 	}
 	n.startLogs() // before the handler, whose assignments it follows

@@ -1,0 +1,118 @@
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/wharfhq/wharf/engine"
+)
+
+// cold measures the first request of new tenants with the pool full before
+// each: a function without modules and one requiring built modules, taking
+// turns, with a `docker run --rm` per request (CGI-style) in between as the
+// baseline of what a pool saves.
+func (e *env) cold(ctx context.Context, n *wnode) ([]Figure, error) {
+	c := e.counts()
+	deps := depsOf(c, c.coldDeps)
+	withDeps := requiringCode(c.coldDeps)
+	// The modules are built once before (by the modules figure, or here).
+	if err := n.tenantWith("coldprep", withDeps, deps); err != nil {
+		return nil, err
+	}
+	kinds := []struct {
+		key, code string
+		deps      map[string]string
+	}{{"none", fnCode, nil}, {"deps", withDeps, deps}}
+	lat := map[string]dist{}
+	var cgi dist
+	for j := 0; j < c.cold; j++ {
+		if err := n.poolFull(time.Minute); err != nil {
+			return nil, err
+		}
+		var round, used []string
+		for _, k := range kinds {
+			name := fmt.Sprintf("cold-%s-%d", k.key, j)
+			round = append(round, name)
+			d, host, err := n.firstRequest(name, k.code, k.deps)
+			if err != nil {
+				return nil, err
+			}
+			used = append(used, host)
+			lat[k.key] = append(lat[k.key], d)
+		}
+		if j < c.dockerRun {
+			d, err := e.dockerRun(ctx)
+			if err != nil {
+				return nil, err
+			}
+			cgi = append(cgi, d)
+		}
+		// Tenants keep their container for life: remove this round's, so the
+		// next round starts from the same machine state, not 2 more Node processes.
+		for _, name := range round {
+			if _, err := n.call("DELETE", "/api/v1/tenants/"+name, n.AdminToken, nil, 204); err != nil {
+				return nil, err
+			}
+		}
+		if err := e.gone(ctx, used); err != nil {
+			return nil, err
+		}
+	}
+	e.logf("cold: %d tenants of each kind, %d docker runs", c.cold, len(cgi))
+	none, dep := lat["none"], lat["deps"]
+	const cgiName = "docker run --rm per request"
+	depName := fmt.Sprintf("first request, function requiring %d built modules", len(deps))
+	return []Figure{
+		newFigure("cold", "first request, new tenant, warm pool, p50", "ms", ms(none.q(0.5)), ptr(ms(cgi.q(0.5))), cgiName, atMost(15)),
+		newFigure("cold", "first request, new tenant, warm pool, p99", "ms", ms(none.q(0.99)), ptr(ms(cgi.q(0.99))), cgiName, atMost(50)),
+		newFigure("cold", "first request, new tenant, warm pool, max", "ms", ms(none.max()), ptr(ms(cgi.max())), cgiName, nil),
+		newFigure("cold", depName+", p50", "ms", ms(dep.q(0.5)), ptr(ms(none.q(0.5))), "no modules", nil),
+		newFigure("cold", depName+", p99", "ms", ms(dep.q(0.99)), ptr(ms(none.q(0.99))), "no modules", nil),
+		newFigure("cold", depName+", max", "ms", ms(dep.max()), ptr(ms(none.max())), "no modules", nil),
+	}, nil
+}
+
+// gone waits until the containers (ids or names) no longer exist.
+func (e *env) gone(ctx context.Context, ids []string) error {
+	deadline := time.Now().Add(time.Minute)
+	for _, id := range ids {
+		for {
+			_, err := e.eng.InspectContainer(ctx, id)
+			if errors.Is(err, engine.ErrNotFound) {
+				break
+			}
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("container %s still there a minute after its tenant was deleted (%v)", id, err)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	return nil
+}
+
+// firstRequest creates a tenant with one function, waits for a full pool and
+// times the tenant's first request: a cold start from a warm pool. It also
+// returns the container that served it (the function answers its hostname).
+func (n *wnode) firstRequest(tenant, code string, deps map[string]string) (time.Duration, string, error) {
+	if err := n.tenantWith(tenant, code, deps); err != nil {
+		return 0, "", err
+	}
+	if err := n.poolFull(time.Minute); err != nil {
+		return 0, "", err
+	}
+	d, body, err := timeGet(n.URL + "/run/" + tenant + "/f")
+	if err != nil {
+		return d, "", err
+	}
+	var out struct{ Host string }
+	if err := json.Unmarshal(body, &out); err != nil || out.Host == "" {
+		return d, "", fmt.Errorf("%s answered %q", tenant, body)
+	}
+	return d, out.Host, nil
+}

@@ -1,0 +1,133 @@
+package bench
+
+import (
+	"bytes"
+	"encoding/json"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestNewFigureTargets(t *testing.T) {
+	for _, c := range []struct {
+		name      string
+		wharf     float64
+		base      *float64
+		target    *Target
+		wantRatio *float64
+		wantPass  *bool
+		wantText  string
+	}{
+		{"no target", 3, nil, nil, nil, nil, ""},
+		{"at most, met", 15, nil, atMost(15), nil, boolPtr(true), "≤ 15 ms"},
+		{"at most, missed", 15.01, nil, atMost(15), nil, boolPtr(false), "≤ 15 ms"},
+		{"ratio at least, met", 500, ptr(1000), ratioAtLeast(0.5), ptr(0.5), boolPtr(true), "≥ 0.5 ratio"},
+		{"ratio at least, missed", 499, ptr(1000), ratioAtLeast(0.5), ptr(0.499), boolPtr(false), "≥ 0.5 ratio"},
+		{"ratio with a zero baseline fails", 1, ptr(0), ratioAtLeast(0.5), nil, boolPtr(false), "≥ 0.5 ratio"},
+		{"NaN fails", math.NaN(), nil, atMost(1), nil, boolPtr(false), "≤ 1 ms"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			f := newFigure("g", "n", "ms", c.wharf, c.base, "b", c.target)
+			if (f.Ratio == nil) != (c.wantRatio == nil) || (f.Ratio != nil && *f.Ratio != *c.wantRatio) {
+				t.Errorf("ratio %v, want %v", deref(f.Ratio), deref(c.wantRatio))
+			}
+			if (f.Pass == nil) != (c.wantPass == nil) || (f.Pass != nil && *f.Pass != *c.wantPass) {
+				t.Errorf("pass %v, want %v", f.Pass, c.wantPass)
+			}
+			if f.Target != c.wantText {
+				t.Errorf("target %q, want %q", f.Target, c.wantText)
+			}
+		})
+	}
+}
+
+func boolPtr(b bool) *bool { return &b }
+
+func deref(p *float64) any {
+	if p == nil {
+		return nil
+	}
+	return *p
+}
+
+func TestRound(t *testing.T) {
+	for in, want := range map[float64]float64{0: 0, 1234567: 1235000, 0.123456: 0.1235, -2.34567: -2.346, 15: 15} {
+		if got := round(in); got != want {
+			t.Errorf("round(%v) = %v, want %v", in, got, want)
+		}
+	}
+	if !math.IsNaN(round(math.NaN())) {
+		t.Error("round(NaN) is not NaN")
+	}
+}
+
+func TestParseOnly(t *testing.T) {
+	got, err := ParseOnly(" warm,cold ")
+	if err != nil || strings.Join(got, ",") != "warm,cold" {
+		t.Errorf("ParseOnly: %v %v", got, err)
+	}
+	if got, err := ParseOnly(""); err != nil || got != nil {
+		t.Errorf("empty: %v %v", got, err)
+	}
+	if _, err := ParseOnly("warm,latency"); err == nil || !strings.Contains(err.Error(), `"latency"`) {
+		t.Errorf("unknown group: %v", err)
+	}
+}
+
+func TestDist(t *testing.T) {
+	var d dist
+	if d.q(0.5) != 0 || d.max() != 0 {
+		t.Error("empty dist is not zero")
+	}
+	for i := 100; i >= 1; i-- {
+		d = append(d, time.Duration(i)*time.Millisecond)
+	}
+	if d.q(0.5) != 51*time.Millisecond || d.q(0.99) != 100*time.Millisecond || d.max() != 100*time.Millisecond {
+		t.Errorf("q50 %v q99 %v max %v", d.q(0.5), d.q(0.99), d.max())
+	}
+	if median([]float64{3, 1, 2}) != 2 || median(nil) != 0 {
+		t.Error("median")
+	}
+}
+
+func TestResultsOutput(t *testing.T) {
+	r := Results{Machine: Machine{Cores: 2}, Figures: []Figure{
+		newFigure("warm", "16 conns throughput", "req/s", 400, ptr(1000), "bare", ratioAtLeast(0.5)),
+		newFigure("cold", "p50", "ms", 5, nil, "", atMost(15)),
+	}, Failed: []string{"burst: engine gone"}}
+	var buf bytes.Buffer
+	r.PrintTable(&buf)
+	out := buf.String()
+	for _, want := range []string{"figure", "warm: 16 conns throughput", "1000 (bare)", "0.4", "FAIL", "pass", "not measured: burst: engine gone"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("table lacks %q:\n%s", want, out)
+		}
+	}
+	if got := r.Failures(); len(got) != 1 || got[0] != "warm: 16 conns throughput" {
+		t.Errorf("failures %v", got)
+	}
+	path := filepath.Join(t.TempDir(), "results.json")
+	if err := r.WriteJSON(path); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(path)
+	var back Results
+	if err := json.Unmarshal(b, &back); err != nil || len(back.Figures) != 2 || *back.Figures[0].Ratio != 0.4 {
+		t.Errorf("round trip: %v %s", err, b)
+	}
+	if entries, _ := os.ReadDir(filepath.Dir(path)); len(entries) != 1 {
+		t.Errorf("temporary files left: %v", entries)
+	}
+}
+
+func TestRequiringCode(t *testing.T) {
+	got := requiringCode([]string{"ms", "debug"})
+	want := "const m0 = require(\"ms\");\nconst m1 = require(\"debug\");\n" +
+		"module.exports = function (ctx, cb) { cb(null, {host: require('os').hostname(), n: [typeof m0, typeof m1]}) }"
+	if got != want {
+		t.Errorf("got\n%s\nwant\n%s", got, want)
+	}
+}

@@ -1,0 +1,156 @@
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"time"
+)
+
+// warmTarget is one way to reach the trivial function.
+type warmTarget struct {
+	key, url, headers string
+}
+
+// warm measures the warm path: Wharf against the same function as a bare Node
+// server of the same image on its bridge IP, with the tenant limits (apples to
+// apples) and without; and a node whose tenant CPU quota is raised to every
+// core against the unlimited bare server. The load generator is its own
+// process (loadRounds).
+func (e *env) warm(ctx context.Context, main *wnode) ([]Figure, error) {
+	cpus := raisedCPUs(e.opts)
+	raised, err := e.startNode(ctx, "--pool-size", "1", "--container-cpus", strconv.FormatFloat(cpus, 'f', -1, 64))
+	if err != nil {
+		return nil, fmt.Errorf("node with raised CPU quota: %w", err)
+	}
+	defer raised.stop()
+
+	var targets []warmTarget
+	for _, n := range []*wnode{main, raised} {
+		if err := n.tenantWith("warm", fnCode, nil); err != nil {
+			return nil, err
+		}
+	}
+	wurl := main.URL + "/run/warm/f"
+	_, body, err := timeGet(wurl)
+	if err != nil {
+		return nil, err
+	}
+	// The function answers its container's hostname: reach that container
+	// directly, as the proxy does, to split Wharf's cost into proxy and runner.
+	var out struct{ Host string }
+	if err := json.Unmarshal(body, &out); err != nil || out.Host == "" {
+		return nil, fmt.Errorf("warm function answered %q", body)
+	}
+	info, err := e.eng.InspectContainer(ctx, out.Host)
+	if err != nil {
+		return nil, err
+	}
+	targets = append(targets, warmTarget{key: "wharf", url: wurl},
+		warmTarget{key: "direct", url: "http://" + info.IP + ":8080/api/run/warm/f",
+			headers: "X-Wharf-Function: f; X-Wharf-Version: 1; X-Wharf-Request-Id: bench"},
+		warmTarget{key: "raised", url: raised.URL + "/run/warm/f"})
+	for _, limited := range []bool{true, false} {
+		id, url, err := e.startBare(ctx, limited)
+		defer e.removeBare(id)
+		if err != nil {
+			return nil, err
+		}
+		targets = append(targets, warmTarget{key: map[bool]string{true: "bare", false: "bareUnlimited"}[limited], url: url})
+	}
+
+	lr, err := e.loadRounds(ctx, "warm", targets)
+	if err != nil {
+		return nil, err
+	}
+	m := func(v func(lgResult) float64, target string, conns int) float64 { return lr.median(v, target, conns) }
+	base := func(v func(lgResult) float64, target string, conns int) *float64 { return ptr(m(v, target, conns)) }
+	const bare, bareU = "bare, tenant limits", "bare, no limits"
+	raisedName := fmt.Sprintf("--container-cpus %s: ", strconv.FormatFloat(cpus, 'f', -1, 64))
+	return []Figure{
+		newFigure("warm", "1 conn p50", "ms", m(p50of, "wharf", 1), base(p50of, "bare", 1), bare, nil),
+		newFigure("warm", "1 conn p50 overhead (Wharf - bare)", "ms", m(p50of, "wharf", 1)-m(p50of, "bare", 1), nil, "", atMost(0.2)),
+		newFigure("warm", "1 conn p99", "ms", m(p99of, "wharf", 1), base(p99of, "bare", 1), bare, nil),
+		newFigure("warm", "1 conn p50, runner direct (no proxy)", "ms", m(p50of, "direct", 1), base(p50of, "bare", 1), bare, nil),
+		newFigure("warm", "1 conn throughput", "req/s", m(rpsOf, "wharf", 1), base(rpsOf, "bare", 1), bare, nil),
+		newFigure("warm", "16 conns throughput", "req/s", m(rpsOf, "wharf", 16), base(rpsOf, "bare", 16), bare, ratioAtLeast(0.5)),
+		newFigure("warm", "16 conns p99", "ms", m(p99of, "wharf", 16), base(p99of, "bare", 16), bare, nil),
+		newFigure("warm", "16 conns throughput, runner direct (no proxy)", "req/s", m(rpsOf, "direct", 16), base(rpsOf, "bare", 16), bare, nil),
+		newFigure("warm", raisedName+"16 conns throughput", "req/s", m(rpsOf, "raised", 16), base(rpsOf, "bareUnlimited", 16), bareU, nil),
+		newFigure("warm", raisedName+"1 conn p50", "ms", m(p50of, "raised", 1), base(p50of, "bareUnlimited", 1), bareU, nil),
+	}, nil
+}
+
+func rpsOf(r lgResult) float64 { return r.RPS }
+func p50of(r lgResult) float64 { return r.P50ms }
+func p99of(r lgResult) float64 { return r.P99ms }
+
+// loadResults are the load generator's results per target and connection
+// count, one per round.
+type loadResults map[string]map[int][]lgResult
+
+// median is the median over the rounds of one quantity.
+func (l loadResults) median(v func(lgResult) float64, target string, conns int) float64 {
+	var vals []float64
+	for _, r := range l[target][conns] {
+		vals = append(vals, v(r))
+	}
+	return median(vals)
+}
+
+// loadRounds warms every target up, then loads each at 1 and at 16
+// connections, the targets taking turns, round after round, so drift in the
+// machine's load hits every target alike.
+func (e *env) loadRounds(ctx context.Context, group string, targets []warmTarget) (loadResults, error) {
+	c := e.counts()
+	for _, t := range targets { // JIT and connections of every path warm
+		if _, err := e.load(ctx, t.url, t.headers, 16, c.warmUp); err != nil {
+			return nil, err
+		}
+	}
+	out := loadResults{}
+	for round := 0; round < c.warmRounds; round++ {
+		for _, conns := range []int{1, 16} {
+			for _, t := range targets {
+				r, err := e.load(ctx, t.url, t.headers, conns, c.warmRun)
+				if err != nil {
+					return nil, err
+				}
+				if out[t.key] == nil {
+					out[t.key] = map[int][]lgResult{}
+				}
+				out[t.key][conns] = append(out[t.key][conns], r)
+			}
+		}
+		e.logf("%s: round %d of %d done", group, round+1, c.warmRounds)
+	}
+	return out, nil
+}
+
+// counts are the sizes of a run: full, or -quick (a smoke run of the harness).
+type counts struct {
+	warmUp, warmRun  time.Duration
+	warmRounds       int
+	cold, dockerRun  int
+	burst, burstPool int
+	density          int
+	modules          []module // built one at a time, in this order
+	coldDeps         []string // names of modules the cold-start function requires
+	creates          int
+	isolationCold    int
+}
+
+type module struct{ name, version string }
+
+func (e *env) counts() counts {
+	if e.opts.Quick {
+		return counts{warmUp: 100 * time.Millisecond, warmRun: 200 * time.Millisecond, warmRounds: 1,
+			cold: 3, dockerRun: 2, burst: 4, burstPool: 2, density: 2,
+			modules: []module{{"ms", "2.1.3"}}, coldDeps: []string{"ms"}, creates: 2, isolationCold: 2}
+	}
+	return counts{warmUp: time.Second, warmRun: 2 * time.Second, warmRounds: 3,
+		cold: 30, dockerRun: 10, burst: 100, burstPool: 8, density: 10,
+		modules:  []module{{"ms", "2.1.3"}, {"escape-html", "1.0.3"}, {"debug", "4.3.4"}, {"lodash", "4.17.21"}},
+		coldDeps: []string{"ms", "debug", "escape-html"}, creates: 30, isolationCold: 20}
+}
