@@ -179,6 +179,11 @@ func (h *Handler) Release(a *Assignment) {
 // waiter gives up on its own ctx, while the claim itself runs detached with
 // its own deadline, so a claim finished after its first waiter left still
 // serves the next request.
+// Warm returns the tenant's container, held, when it has one; nil means a
+// request must go through Acquire. The proxy's warm path uses it to skip the
+// claim deadline's timer.
+func (h *Handler) Warm(tenant string) *Assignment { return h.current(tenant, true) }
+
 func (h *Handler) Acquire(ctx context.Context, tenant string) (a *Assignment, cold bool, err error) {
 	for {
 		if a := h.current(tenant, true); a != nil {

@@ -87,6 +87,31 @@ func TestTenantsGetOwnContainers(t *testing.T) {
 	}
 }
 
+// Invariant: Warm gives a tenant's own container, held like Acquire's, and
+// nothing for a tenant without one (it never claims).
+func TestWarm(t *testing.T) {
+	fx := setup(t, 2, 0)
+	if a := fx.h.Warm("acme"); a != nil {
+		t.Fatal("Warm gave a container to a tenant that had none")
+	}
+	if fx.h.Stats().Assigned != 0 {
+		t.Fatal("Warm claimed a container")
+	}
+	a1, _ := acquire(t, fx.h, "acme")
+	fx.h.Release(a1)
+	a := fx.h.Warm("acme")
+	if a == nil || a.C.ID != a1.C.ID {
+		t.Fatalf("Warm = %v, want acme's container %s", a, a1.C.ID)
+	}
+	if fx.h.Stats().Busy != 1 {
+		t.Fatal("Warm's assignment is not held: eviction could take it mid-request")
+	}
+	fx.h.Release(a)
+	if fx.h.Stats().Busy != 0 {
+		t.Fatal("Release did not drop Warm's hold")
+	}
+}
+
 // Invariant: concurrent first requests of one tenant share one cold start.
 func TestConcurrentColdStartsShareOneClaim(t *testing.T) {
 	fx := setup(t, 2, 0)

@@ -29,6 +29,7 @@ type Functions interface {
 
 // Containers gives a tenant its container (the handler).
 type Containers interface {
+	Warm(tenant string) *handler.Assignment // the tenant's container, held, or nil
 	Acquire(ctx context.Context, tenant string) (*handler.Assignment, bool, error)
 	Provision(a *handler.Assignment, fn *catalog.Function) error
 	Release(a *handler.Assignment)
@@ -186,13 +187,17 @@ func (p *Proxy) route(c echo.Context, cl *call) error {
 		}
 		defer release()
 	}
-	claimCtx, cancelClaim := context.WithTimeout(req.Context(), p.cfg.ClaimTimeout)
 	t0 := time.Now()
-	a, cold, err := p.ctr.Acquire(claimCtx, tenant)
-	cancelClaim()
-	cl.cold, cl.claim = cold, time.Since(t0)
-	if err != nil {
-		return err
+	a := p.ctr.Warm(tenant)
+	if a == nil {
+		claimCtx, cancelClaim := context.WithTimeout(req.Context(), p.cfg.ClaimTimeout)
+		var cold bool
+		a, cold, err = p.ctr.Acquire(claimCtx, tenant)
+		cancelClaim()
+		cl.cold, cl.claim = cold, time.Since(t0)
+		if err != nil {
+			return err
+		}
 	}
 	cl.a, cl.fn = a, fn
 	t1 := time.Now()

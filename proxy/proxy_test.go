@@ -55,6 +55,8 @@ func (f *fakeContainers) balanced(t *testing.T) {
 	}
 }
 
+func (f *fakeContainers) Warm(string) *handler.Assignment { return nil }
+
 func (f *fakeContainers) Acquire(context.Context, string) (*handler.Assignment, bool, error) {
 	if f.acquireErr != nil {
 		return nil, true, f.acquireErr
