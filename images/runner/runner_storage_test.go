@@ -209,7 +209,11 @@ func TestStorage(t *testing.T) {
 		});
 	};`)
 	t.Run("concurrent increments retried on 409 lose nothing", func(t *testing.T) {
-		const n = 25
+		// The 100-writer version runs end to end in integration/storage_test.go.
+		n := 25
+		if raceEnabled {
+			n = 6
+		}
 		var wg sync.WaitGroup
 		for range n {
 			wg.Add(1)
