@@ -192,11 +192,14 @@ var proxyRe = regexp.MustCompile(`msg="build network ready".* proxy=(http://\S+)
 // the host (a listener on all its addresses, via the build bridge's gateway
 // and via Docker's default bridge's), link-local metadata, a container on
 // another network (a private address) and a neighbour on the same bridge.
-func checkBuildNetwork(t *testing.T, network, logs string) {
+func checkBuildNetwork(t *testing.T, network string, logs func() string) {
 	t.Helper()
-	m := proxyRe.FindStringSubmatch(logs)
-	if m == nil {
-		t.Fatalf("no build network in the log:\n%s", logs)
+	// A standalone builder sets its network up after it starts: wait for it.
+	var m []string
+	for deadline := time.Now().Add(time.Minute); m == nil; time.Sleep(100 * time.Millisecond) {
+		if m = proxyRe.FindStringSubmatch(logs()); m == nil && time.Now().After(deadline) {
+			t.Fatalf("no build network in the log:\n%s", logs())
+		}
 	}
 	pu, err := url.Parse(m[1])
 	if err != nil {
@@ -297,7 +300,7 @@ func TestBuildNetworkReachesOnlyTheRegistry(t *testing.T) {
 		t.Fatalf("function: %s", r.Body)
 	}
 	network := buildnet.NetworkName(n.NodeID)
-	checkBuildNetwork(t, network, n.Stderr())
+	checkBuildNetwork(t, network, n.Stderr)
 
 	if err := n.Stop(30 * time.Second); err != nil {
 		t.Fatal(err)
@@ -320,7 +323,7 @@ func TestBuilderBuildNetwork(t *testing.T) {
 		t.Fatal(err)
 	}
 	network := buildnet.NetworkName(id)
-	checkBuildNetwork(t, network, b.Stderr())
+	checkBuildNetwork(t, network, b.Stderr)
 	if err := b.Stop(30 * time.Second); err != nil {
 		t.Fatal(err)
 	}
