@@ -10,8 +10,8 @@ import (
 // gap-free sequence numbers, and readers see them in order.
 func TestChangeFeedRace(t *testing.T) {
 	_, e := newTestStore(t)
-	a := connect(t, e.URI(), Options{MaxPoolSize: 1})
-	b := connect(t, e.URI(), Options{MaxPoolSize: 1})
+	a := connect(t, e.URI(), contended)
+	b := connect(t, e.URI(), contended)
 	ctx := testCtx(t)
 	var wg sync.WaitGroup
 	for w := 0; w < 8; w++ {

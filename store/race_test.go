@@ -15,19 +15,20 @@ import (
 // versions of one function: the versions must be exactly 1..200. FerretDB does
 // not make updates atomic across connections; the unique index must do it.
 func TestPutFunctionRaceTwoClients(t *testing.T) {
-	t.Run("as built", func(t *testing.T) { testPutFunctionRace(t, true, 200) })
+	t.Run("as built", func(t *testing.T) { testPutFunctionRace(t, true, 200/raceScale) })
 	// Without the per-process turn-taking every writer collides at the
 	// database: the unique index alone must keep the versions exact.
 	// Fewer puts: every attempt of 16 writers now costs a round trip or two.
-	t.Run("without local locks", func(t *testing.T) { testPutFunctionRace(t, false, 64) })
+	t.Run("without local locks", func(t *testing.T) { testPutFunctionRace(t, false, 64/raceScale) })
 }
+
+// contended: one connection per client, as a busy node has, and room to
+// queue on it (the 3 s default is for outages).
+var contended = Options{MaxPoolSize: 1, SelectionTimeout: 30 * time.Second}
 
 func testPutFunctionRace(t *testing.T, localLocks bool, puts int) {
 	e := startEmbedded(t, t.TempDir())
-	stores := []*Store{
-		connect(t, e.URI(), Options{MaxPoolSize: 1}),
-		connect(t, e.URI(), Options{MaxPoolSize: 1}),
-	}
+	stores := []*Store{connect(t, e.URI(), contended), connect(t, e.URI(), contended)}
 	if !localLocks {
 		for _, s := range stores {
 			s.locks = nil
@@ -170,10 +171,7 @@ func TestEnsureAdminTokenRace(t *testing.T) {
 // Writers racing a DeleteTenant never leave tokens or versions behind.
 func TestDeleteTenantRacesWriters(t *testing.T) {
 	e := startEmbedded(t, t.TempDir())
-	stores := []*Store{
-		connect(t, e.URI(), Options{MaxPoolSize: 1}),
-		connect(t, e.URI(), Options{MaxPoolSize: 1}),
-	}
+	stores := []*Store{connect(t, e.URI(), contended), connect(t, e.URI(), contended)}
 	ctx := testCtx(t)
 	for round := range 10 {
 		mustTenant(t, stores[0], "acme")

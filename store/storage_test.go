@@ -186,17 +186,14 @@ func TestStorageGoesWithFunctionAndTenant(t *testing.T) {
 // counter with get, set and a retry on conflict: it must end exactly at the
 // number of increments, each revision written once.
 func TestStorageCounterRaceTwoClients(t *testing.T) {
-	t.Run("as built", func(t *testing.T) { testStorageCounterRace(t, true, 48) })
+	t.Run("as built", func(t *testing.T) { testStorageCounterRace(t, true, 48/raceScale) })
 	// Without the per-process turn-taking the unique index alone must hold.
-	t.Run("without local locks", func(t *testing.T) { testStorageCounterRace(t, false, 24) })
+	t.Run("without local locks", func(t *testing.T) { testStorageCounterRace(t, false, 24/raceScale) })
 }
 
 func testStorageCounterRace(t *testing.T, localLocks bool, increments int) {
 	e := startEmbedded(t, t.TempDir())
-	stores := []*Store{
-		connect(t, e.URI(), Options{MaxPoolSize: 1}),
-		connect(t, e.URI(), Options{MaxPoolSize: 1}),
-	}
+	stores := []*Store{connect(t, e.URI(), contended), connect(t, e.URI(), contended)}
 	for _, s := range stores {
 		s.storagePruneAge = 0 // prune as soon as allowed, racing the writers
 		if !localLocks {
