@@ -1,7 +1,6 @@
 package tenantlog
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -15,6 +14,7 @@ import (
 	"github.com/wharfhq/wharf/engine"
 	"github.com/wharfhq/wharf/engine/enginetest"
 	"github.com/wharfhq/wharf/store"
+	"github.com/wharfhq/wharf/store/storetest"
 )
 
 func testCtx(t *testing.T) context.Context {
@@ -27,16 +27,7 @@ func testCtx(t *testing.T) context.Context {
 func newStore(t *testing.T) *store.Store {
 	t.Helper()
 	ctx := testCtx(t)
-	emb, err := store.StartEmbedded(ctx, t.TempDir(), "127.0.0.1:0", slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(emb.Close)
-	st, err := store.Connect(ctx, emb.URI(), store.Options{MaxPoolSize: 4, SecretsKey: bytes.Repeat([]byte{1}, 32)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = st.Close(context.Background()) })
+	st := storetest.New(t, 4)
 	for _, name := range []string{"acme", "globex"} {
 		if _, err := st.CreateTenant(ctx, name); err != nil {
 			t.Fatal(err)

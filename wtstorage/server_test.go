@@ -1,7 +1,6 @@
 package wtstorage
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -16,25 +15,10 @@ import (
 
 	"github.com/wharfhq/wharf/catalog"
 	"github.com/wharfhq/wharf/store"
+	"github.com/wharfhq/wharf/store/storetest"
 )
 
-func testStore(t *testing.T) *store.Store {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	e, err := store.StartEmbedded(ctx, t.TempDir(), "127.0.0.1:0", logger)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(e.Close)
-	st, err := store.Connect(ctx, e.URI(), store.Options{MaxPoolSize: 1, SecretsKey: bytes.Repeat([]byte{1}, 32)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = st.Close(context.Background()) })
-	return st
-}
+func testStore(t *testing.T) *store.Store { return storetest.New(t, 1) }
 
 // client speaks HTTP over one unix socket, as the runner does.
 type client struct {

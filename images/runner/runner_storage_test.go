@@ -1,7 +1,6 @@
 package runner
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/wharfhq/wharf/catalog"
 	"github.com/wharfhq/wharf/store"
+	"github.com/wharfhq/wharf/store/storetest"
 	"github.com/wharfhq/wharf/wtstorage"
 )
 
@@ -26,16 +26,7 @@ func storageRunner(t *testing.T, functions ...string) (*runnerProc, *store.Store
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	e, err := store.StartEmbedded(ctx, t.TempDir(), "127.0.0.1:0", logger)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(e.Close)
-	st, err := store.Connect(ctx, e.URI(), store.Options{MaxPoolSize: 1, SecretsKey: bytes.Repeat([]byte{7}, 32)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = st.Close(context.Background()) })
+	st := storetest.New(t, 1)
 	if _, err := st.CreateTenant(ctx, "acme"); err != nil {
 		t.Fatal(err)
 	}
