@@ -47,10 +47,20 @@ type HealthCheck struct {
 	Interval time.Duration // between checks
 	Fall     int           // failed checks in a row that mark a node down
 	Rise     int           // passed checks in a row that mark it up again
+	// Timeout is how long one check may wait for /readyz's answer (default
+	// 2 s). It is not tied to Interval: a node that is busy, or a machine
+	// short of CPU, answers its checks late, and a short interval must not
+	// turn slowness into "down" on every node at once. A dead node is found
+	// by traffic instead (a refused connection marks it down at once).
+	Timeout time.Duration
 }
 
-// DefaultHealthCheck marks a dead node down within about 2 s.
+// DefaultHealthCheck marks a dead node down within about 2 s (at once when
+// its port refuses connections).
 var DefaultHealthCheck = HealthCheck{Interval: time.Second, Fall: 2, Rise: 2}
+
+// defaultCheckTimeout is HealthCheck.Timeout's default.
+const defaultCheckTimeout = 2 * time.Second
 
 // Backend is one node as HAProxy sees it.
 type Backend struct {
@@ -74,7 +84,9 @@ type HAProxySpec struct {
 
 // HAProxyConfig renders haproxy.cfg. The choices that matter:
 //   - /readyz is the health check: a draining, starting or broken node
-//     leaves the rotation after Fall checks;
+//     leaves the rotation after Fall checks; a check waits Check.Timeout for
+//     its answer, so a slow node is not a dead one;
+//   - a connection error in live traffic marks a node down at once;
 //   - a connection a node refuses is retried on another node (retries +
 //     redispatch), so a dead node costs no request once HAProxy knows it,
 //     and almost none before;
@@ -89,8 +101,12 @@ func HAProxyConfig(s HAProxySpec) (string, error) {
 	if len(s.Backends) == 0 {
 		return "", fmt.Errorf("haproxy: no backend")
 	}
-	if s.Check.Interval < 10*time.Millisecond || s.Check.Fall < 1 || s.Check.Rise < 1 {
+	if s.Check.Interval < 10*time.Millisecond || s.Check.Fall < 1 || s.Check.Rise < 1 ||
+		(s.Check.Timeout != 0 && s.Check.Timeout < 10*time.Millisecond) {
 		return "", fmt.Errorf("haproxy: bad health check %+v", s.Check)
+	}
+	if s.Check.Timeout == 0 {
+		s.Check.Timeout = defaultCheckTimeout
 	}
 	if s.ServerTimeout <= 0 {
 		s.ServerTimeout = 330 * time.Second
@@ -141,7 +157,11 @@ func HAProxyConfig(s HAProxySpec) (string, error) {
 	p("    http-request disable-l7-retry if !METH_GET")
 	p("    option httpchk GET /readyz")
 	p("    http-check expect status 200")
-	p("    default-server check inter %s fastinter %s downinter %s fall %d rise %d",
+	p("    timeout check %s", ms(s.Check.Timeout))
+	// observe layer4: a connection the node refuses or lets time out in live
+	// traffic marks it down at once (the request itself is redispatched), so
+	// finding a dead node does not need aggressive check timeouts.
+	p("    default-server check inter %s fastinter %s downinter %s fall %d rise %d observe layer4 error-limit 1 on-error mark-down",
 		ms(s.Check.Interval), ms(s.Check.Interval), ms(s.Check.Interval), s.Check.Fall, s.Check.Rise)
 	for _, b := range s.Backends {
 		p("    server %s %s", b.Name, b.Addr)

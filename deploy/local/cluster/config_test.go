@@ -39,7 +39,8 @@ func TestHAProxyConfig(t *testing.T) {
 		"bind 127.0.0.1:9080",
 		"option httpchk GET /readyz",
 		"http-check expect status 200",
-		"default-server check inter 200ms fastinter 200ms downinter 200ms fall 2 rise 3",
+		"default-server check inter 200ms fastinter 200ms downinter 200ms fall 2 rise 3 observe layer4 error-limit 1 on-error mark-down",
+		"timeout check 2000ms", // a slow check is not a failed one, whatever the interval
 		"server c-n1 127.0.0.1:9101",
 		"server c-n2 127.0.0.1:9102",
 		"option redispatch 1",
@@ -99,6 +100,7 @@ func TestHAProxyConfigRejects(t *testing.T) {
 		"fall 0":           func(s *HAProxySpec) { s.Check.Fall = 0 },
 		"rise 0":           func(s *HAProxySpec) { s.Check.Rise = 0 },
 		"tiny interval":    func(s *HAProxySpec) { s.Check.Interval = time.Millisecond },
+		"tiny timeout":     func(s *HAProxySpec) { s.Check.Timeout = time.Millisecond },
 		"empty backend id": func(s *HAProxySpec) { s.Backends[0].Name = "" },
 	}
 	for name, mutate := range cases {
