@@ -1132,6 +1132,7 @@ func TestContextHeadersAndID(t *testing.T) {
 		"X-Wharf-Request-Id": "req-123",
 		"X-Wharf-Extra":      "must not leak",
 		"x-wharf-tenant":     "must not leak either",
+		"X-WHARF-SHOUT":      "nor in capitals",
 	}})
 	got.expect(t, 200, "webtask")
 	var body struct {
@@ -1165,6 +1166,21 @@ func TestContextHeadersAndID(t *testing.T) {
 	}
 	if body.ID == "" {
 		t.Errorf("ctx.id is empty without x-wharf-request-id")
+	}
+
+	// A routing header given twice is ambiguous: refused, never one of the two picked.
+	req, err := r.request(context.Background(), call{fn: "hdr"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header["X-Wharf-Function"] = []string{"hdr", "hdr"}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest {
+		t.Errorf("two x-wharf-function headers: status %d, want 400", resp.StatusCode)
 	}
 }
 
