@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -124,4 +125,27 @@ func (e *env) removeBare(id string) {
 	if err := e.eng.RemoveContainer(context.Background(), id); err != nil {
 		e.logf("remove bare container %s: %v", id, err)
 	}
+}
+
+// startRelay runs bench/relay in front of to and returns its address and a
+// function that stops it.
+func (e *env) startRelay(ctx context.Context, to string) (string, func(), error) {
+	cmd := exec.Command(e.relay, "-listen", "127.0.0.1:0", "-to", to)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return "", nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return "", nil, fmt.Errorf("relay: %w", err)
+	}
+	stop := func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	}
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil {
+		stop()
+		return "", nil, fmt.Errorf("relay did not start: %w", err)
+	}
+	return strings.TrimSpace(line), stop, nil
 }

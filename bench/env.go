@@ -33,6 +33,7 @@ type env struct {
 	benchID string        // wharf.node label of the baseline containers
 	tmp     string
 	loadgen string // path of the built load generator
+	relay   string // path of the built byte relay (bench/relay)
 	nodes   []*wharftest.Node
 }
 
@@ -55,11 +56,13 @@ func newEnv(ctx context.Context, opts Options) (*env, error) {
 	if e.tmp, err = os.MkdirTemp("", "wharfbench-"); err != nil {
 		return nil, err
 	}
-	e.loadgen = filepath.Join(e.tmp, "loadgen")
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", e.loadgen, "./bench/loadgen")
-	cmd.Dir = opts.Repo
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("build loadgen: %v\n%s", err, out)
+	e.loadgen, e.relay = filepath.Join(e.tmp, "loadgen"), filepath.Join(e.tmp, "relay")
+	for bin, pkg := range map[string]string{e.loadgen: "./bench/loadgen", e.relay: "./bench/relay"} {
+		cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, pkg)
+		cmd.Dir = opts.Repo
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return nil, fmt.Errorf("build %s: %v\n%s", pkg, err, out)
+		}
 	}
 	if _, err := wharftest.Binary(); err != nil {
 		return nil, err

@@ -16,8 +16,10 @@ type warmTarget struct {
 // warm measures the warm path: Wharf against the same function as a bare Node
 // server of the same image on its bridge IP, with the tenant limits (apples to
 // apples) and without; and a node whose tenant CPU quota is raised to every
-// core against the unlimited bare server. The load generator is its own
-// process (loadRounds).
+// core against the unlimited bare server. Two more baselines split Wharf's
+// cost: its runner reached directly, and the runner behind a byte relay (the
+// floor of any proxy hop). The load generator is its own process
+// (loadRounds).
 func (e *env) warm(ctx context.Context, main *wnode) ([]Figure, error) {
 	cpus := raisedCPUs(e.opts)
 	raised, err := e.startNode(ctx, "--pool-size", "1", "--container-cpus", strconv.FormatFloat(cpus, 'f', -1, 64))
@@ -47,9 +49,15 @@ func (e *env) warm(ctx context.Context, main *wnode) ([]Figure, error) {
 	if err != nil {
 		return nil, err
 	}
+	const runnerHeaders = "X-Wharf-Function: f; X-Wharf-Version: 1; X-Wharf-Request-Id: bench"
+	relayAddr, stopRelay, err := e.startRelay(ctx, info.IP+":8080")
+	if err != nil {
+		return nil, err
+	}
+	defer stopRelay()
 	targets = append(targets, warmTarget{key: "wharf", url: wurl},
-		warmTarget{key: "direct", url: "http://" + info.IP + ":8080/api/run/warm/f",
-			headers: "X-Wharf-Function: f; X-Wharf-Version: 1; X-Wharf-Request-Id: bench"},
+		warmTarget{key: "direct", url: "http://" + info.IP + ":8080/api/run/warm/f", headers: runnerHeaders},
+		warmTarget{key: "relay", url: "http://" + relayAddr + "/api/run/warm/f", headers: runnerHeaders},
 		warmTarget{key: "raised", url: raised.URL + "/run/warm/f"})
 	for _, limited := range []bool{true, false} {
 		id, url, err := e.startBare(ctx, limited)
@@ -73,10 +81,14 @@ func (e *env) warm(ctx context.Context, main *wnode) ([]Figure, error) {
 		newFigure("warm", "1 conn p50 overhead (Wharf - bare)", "ms", m(p50of, "wharf", 1)-m(p50of, "bare", 1), nil, "", atMost(0.2)),
 		newFigure("warm", "1 conn p99", "ms", m(p99of, "wharf", 1), base(p99of, "bare", 1), bare, nil),
 		newFigure("warm", "1 conn p50, runner direct (no proxy)", "ms", m(p50of, "direct", 1), base(p50of, "bare", 1), bare, nil),
+		newFigure("warm", "1 conn p50, runner behind a byte relay (floor of any proxy hop)", "ms", m(p50of, "relay", 1), base(p50of, "direct", 1), "runner direct", nil),
+		newFigure("warm", "1 conn p50, Wharf's own work (Wharf - byte relay)", "ms", m(p50of, "wharf", 1)-m(p50of, "relay", 1), nil, "", nil),
 		newFigure("warm", "1 conn throughput", "req/s", m(rpsOf, "wharf", 1), base(rpsOf, "bare", 1), bare, nil),
 		newFigure("warm", "16 conns throughput", "req/s", m(rpsOf, "wharf", 16), base(rpsOf, "bare", 16), bare, ratioAtLeast(0.5)),
 		newFigure("warm", "16 conns p99", "ms", m(p99of, "wharf", 16), base(p99of, "bare", 16), bare, nil),
 		newFigure("warm", "16 conns throughput, runner direct (no proxy)", "req/s", m(rpsOf, "direct", 16), base(rpsOf, "bare", 16), bare, nil),
+		newFigure("warm", "16 conns throughput, runner behind a byte relay", "req/s", m(rpsOf, "relay", 16), base(rpsOf, "direct", 16), "runner direct", nil),
+		newFigure("warm", "16 conns throughput, Wharf vs byte relay", "req/s", m(rpsOf, "wharf", 16), base(rpsOf, "relay", 16), "runner behind a byte relay", nil),
 		newFigure("warm", raisedName+"16 conns throughput", "req/s", m(rpsOf, "raised", 16), base(rpsOf, "bareUnlimited", 16), bareU, nil),
 		newFigure("warm", raisedName+"1 conn p50", "ms", m(p50of, "raised", 1), base(p50of, "bareUnlimited", 1), bareU, nil),
 	}, nil
