@@ -36,6 +36,7 @@ type Config struct {
 	PoolSize         int
 	PoolMax          int
 	PoolTTL          time.Duration
+	PoolRefillHold   time.Duration
 	PoolParallel     int
 	MaxColdWaiters   int
 	MaxContainers    int // 0: derived from memory
@@ -127,6 +128,7 @@ func FlagSet(cmd string, c *Config, out io.Writer) *flag.FlagSet {
 		fs.IntVar(&c.PoolSize, "pool-size", 4, "pre-warmed containers kept ready (the pool's minimum)")
 		fs.IntVar(&c.PoolMax, "pool-max", 16, "pre-warmed containers at most while cold starts are frequent; <= --pool-size keeps the pool fixed")
 		dur(&c.PoolTTL, "pool-ttl", 2*time.Minute, "how long a cold start counts as demand that grows the pool")
+		dur(&c.PoolRefillHold, "pool-refill-hold", 250*time.Millisecond, "wait this long after a cold start before replacing its container, while the pool is at least half full (the cold start keeps the CPU); 0: at once")
 		fs.IntVar(&c.PoolParallel, "pool-parallel", 4, "containers created at once while refilling or serving a burst")
 		fs.IntVar(&c.MaxColdWaiters, "max-cold-waiters", 128, "cold starts that may wait for a container at once; beyond: 503")
 		fs.IntVar(&c.MaxContainers, "max-containers", 0, "tenant containers on this node; 0 derives it from memory (80% of RAM / --container-memory)")
@@ -279,6 +281,9 @@ func (c Config) Validate(cmd string) error {
 			if d <= 0 {
 				bad("%s must be positive", name)
 			}
+		}
+		if c.PoolRefillHold < 0 || c.PoolRefillHold > 10*time.Second {
+			bad("--pool-refill-hold %v must be between 0 and 10s", c.PoolRefillHold)
 		}
 		if c.FunctionTimeout > c.MaxTimeout {
 			bad("--function-timeout %v exceeds --max-function-timeout %v", c.FunctionTimeout, c.MaxTimeout)

@@ -59,6 +59,8 @@ func TestLoadErrors(t *testing.T) {
 		{"zero log rate", []string{"--log-rate", "0"}, nil, "--log-rate"},
 		{"zero api timeout", []string{"--api-timeout", "0s"}, nil, "--api-timeout"},
 		{"zero history age", []string{"--log-history-age", "0s"}, nil, "--log-history-age"},
+		{"negative refill hold", []string{"--pool-refill-hold", "-1s"}, nil, "--pool-refill-hold"},
+		{"huge refill hold", []string{"--pool-refill-hold", "1m"}, nil, "--pool-refill-hold"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

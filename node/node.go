@@ -232,7 +232,7 @@ func (n *Node) startContainers(ctx context.Context) error {
 	n.pool, err = pool.New(pool.Config{
 		NodeID: n.id, Image: n.image.Tag, ImageHash: n.image.Hash, Network: n.network,
 		Root: filepath.Join(n.cfg.DataDir, "containers"), ModulesDir: filepath.Join(n.cfg.DataDir, "modules"),
-		Size: n.cfg.PoolSize, MaxSize: n.cfg.PoolMax, TTL: n.cfg.PoolTTL, MaxWaiting: n.cfg.MaxColdWaiters,
+		Size: n.cfg.PoolSize, MaxSize: n.cfg.PoolMax, TTL: n.cfg.PoolTTL, RefillHold: n.cfg.PoolRefillHold, MaxWaiting: n.cfg.MaxColdWaiters,
 		MaxParallel: n.cfg.PoolParallel, ReadyTimeout: n.cfg.ContainerReady,
 		Limits: pool.Limits{
 			MemoryBytes: int64(n.cfg.ContainerMemory), NanoCPUs: n.cfg.NanoCPUs(), PidsLimit: n.cfg.ContainerPids,

@@ -1,6 +1,9 @@
 package pool
 
-import "testing"
+import (
+	"testing"
+	"time"
+)
 
 func TestToCreate(t *testing.T) {
 	cases := []struct {
@@ -53,5 +56,33 @@ func TestTarget(t *testing.T) {
 	}
 	if got := pruneBefore(nil, 5); len(got) != 0 {
 		t.Fatalf("pruneBefore(nil) = %v", got)
+	}
+}
+
+func TestRefillHold(t *testing.T) {
+	const h = 200 * time.Millisecond
+	never := time.Duration(1<<63 - 1)
+	cases := []struct {
+		name                   string
+		ready, waiting, target int
+		sinceTake, hold, want  time.Duration
+	}{
+		{"just taken, pool more than half full: wait out the cold start", 3, 0, 4, 10 * time.Millisecond, h, 190 * time.Millisecond},
+		{"exactly half full still holds", 2, 0, 4, 0, h, h},
+		{"hold over: create", 3, 0, 4, h, h, 0},
+		{"no take within the TTL", 4, 0, 4, never, h, 0},
+		{"below half: at once", 1, 0, 4, 0, h, 0},
+		{"empty: at once", 0, 0, 4, 0, h, 0},
+		{"a waiter: at once", 3, 1, 4, 0, h, 0},
+		{"hold disabled", 3, 0, 4, 0, 0, 0},
+		{"pool of one, just taken: empty, at once", 0, 0, 1, 0, h, 0},
+		{"adaptive target grew: judged against it", 4, 0, 12, 0, h, 0},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if got := refillHold(c.ready, c.waiting, c.target, c.sinceTake, c.hold); got != c.want {
+				t.Fatalf("refillHold(%d,%d,%d,%v,%v) = %v, want %v", c.ready, c.waiting, c.target, c.sinceTake, c.hold, got, c.want)
+			}
+		})
 	}
 }

@@ -43,7 +43,11 @@ type Config struct {
 	MaxWaiting   int           // cold starts queued for a container; beyond: ErrEmpty at once (0: 128)
 	MaxParallel  int           // concurrent creations (default 2)
 	ReadyTimeout time.Duration // creation to runner answering (default 20s)
-	Limits       Limits
+	// RefillHold delays replacing a taken container while the pool is at
+	// least half full, so the cold start that took it is not competing with
+	// the replacement's creation for CPU (refillHold). 0: at once.
+	RefillHold time.Duration
+	Limits     Limits
 
 	SeccompProfile string // JSON profile; "" keeps the engine's default
 	Runtime        string // OCI runtime, "" for the default (runc)
@@ -220,7 +224,12 @@ func (p *Pool) Run(ctx context.Context) {
 		now := time.Now()
 		tgt := p.targetLocked(now)
 		n := 0
-		if !now.Before(p.notBefore) {
+		var sinceTake time.Duration = 1<<63 - 1
+		if k := len(p.takeTimes); k > 0 {
+			sinceTake = now.Sub(time.Unix(0, p.takeTimes[k-1]))
+		}
+		hold := refillHold(len(p.ready), p.waiting, tgt, sinceTake, p.cfg.RefillHold)
+		if hold == 0 && !now.Before(p.notBefore) {
 			n = toCreate(len(p.ready), p.creating, p.waiting, tgt, p.cfg.MaxParallel)
 			if p.failures > 0 && n > 1 {
 				n = 1 // while failing, probe the engine with one creation at a time
@@ -251,11 +260,16 @@ func (p *Pool) Run(ctx context.Context) {
 				p.createOne(ctx)
 			}()
 		}
+		var held <-chan time.Time
+		if hold > 0 {
+			held = time.After(hold)
+		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-p.kick:
 		case <-tick.C:
+		case <-held:
 		}
 	}
 }

@@ -387,3 +387,40 @@ func TestWaitingIsBounded(t *testing.T) {
 		t.Fatalf("third waiter: %v after %v", err, time.Since(start))
 	}
 }
+
+// Invariant: a take from a well-stocked pool is replaced only after the
+// refill hold (the cold start keeps the CPU), while a take that leaves the
+// pool below half is replaced at once.
+func TestRefillHoldDelaysReplacement(t *testing.T) {
+	f := enginetest.New()
+	cfg := testConfig(t, 4)
+	cfg.RefillHold = 400 * time.Millisecond
+	p := startPool(t, cfg, f)
+	eventually(t, "pool full", func() bool { return p.Ready() == 4 })
+	created := p.Stats().Created
+	taken := time.Now()
+	if _, err := p.Take(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(150 * time.Millisecond)
+	if st := p.Stats(); st.Created != created || st.Creating != 0 {
+		t.Fatalf("replacement started %v after the take, within the hold: %+v", time.Since(taken), st)
+	}
+	eventually(t, "refill after the hold", func() bool { return p.Ready() == 4 })
+	if d := time.Since(taken); d < cfg.RefillHold {
+		t.Fatalf("refilled %v after the take, before the hold of %v", d, cfg.RefillHold)
+	}
+
+	// Three takes in a row leave 1 of 4: below half, replaced without waiting.
+	created = p.Stats().Created
+	taken = time.Now()
+	for range 3 {
+		if _, err := p.Take(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, "refill below half", func() bool { st := p.Stats(); return st.Creating > 0 || st.Created > created })
+	if d := time.Since(taken); d >= cfg.RefillHold/2 {
+		t.Fatalf("a pool below half started its refill %v after the takes, not at once", d)
+	}
+}
