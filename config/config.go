@@ -37,6 +37,7 @@ type Config struct {
 	PoolMax          int
 	PoolTTL          time.Duration
 	PoolRefillHold   time.Duration
+	FastPath         bool
 	PoolParallel     int
 	MaxColdWaiters   int
 	MaxContainers    int // 0: derived from memory
@@ -135,6 +136,7 @@ func FlagSet(cmd string, c *Config, out io.Writer) *flag.FlagSet {
 		dur(&c.IdleTimeout, "idle-timeout", 15*time.Minute, "a tenant idle this long loses its container (0: never)")
 		dur(&c.MaxLifetime, "max-lifetime", 24*time.Hour, "a container retires after this long and is replaced on the next request (0: never)")
 		str(&c.DebugListen, "debug-listen", "", "address of a pprof debug listener (keep it on loopback); empty: none")
+		fs.BoolVar(&c.FastPath, "http-fast-path", true, "serve plain HTTP/1.1 webhook requests (/run, /api/run) with Wharf's lean connection loop; everything else, and false, uses net/http")
 		fs.BoolVar(&c.MetricsTenantLabel, "metrics-tenant-label", false, "label request metrics with the tenant (small installations only: one series per tenant)")
 		size(&c.ContainerMemory, "container-memory", 128<<20, "memory limit per container (no swap)")
 		fs.Float64Var(&c.ContainerCPUs, "container-cpus", 0.5, "CPU quota per container, in CPUs")

@@ -12,6 +12,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/wharfhq/wharf/errs"
+	"github.com/wharfhq/wharf/fastpath"
 	"github.com/wharfhq/wharf/mgmt"
 	"github.com/wharfhq/wharf/pool"
 )
@@ -24,8 +25,14 @@ func (n *Node) startHTTP() {
 		// Live log streams never end on their own: end them when the drain starts.
 		n.srv.RegisterOnShutdown(n.logs.CloseStreams)
 	}
+	serve := n.srv.Serve
+	if n.cfg.FastPath {
+		n.fast = &fastpath.Server{Handler: e, Fallback: n.srv, Eligible: fastpath.EligibleRunPath,
+			ReadHeaderTimeout: n.srv.ReadHeaderTimeout, IdleTimeout: n.srv.IdleTimeout}
+		serve = n.fast.Serve
+	}
 	go func() {
-		err := n.srv.Serve(n.ln)
+		err := serve(n.ln)
 		if errors.Is(err, http.ErrServerClosed) {
 			err = nil
 		}

@@ -24,6 +24,7 @@ import (
 	"github.com/wharfhq/wharf/catalog"
 	"github.com/wharfhq/wharf/config"
 	"github.com/wharfhq/wharf/engine"
+	"github.com/wharfhq/wharf/fastpath"
 	"github.com/wharfhq/wharf/handler"
 	"github.com/wharfhq/wharf/images"
 	"github.com/wharfhq/wharf/metrics"
@@ -58,6 +59,7 @@ type Node struct {
 	metrics *metrics.Metrics
 	echo    *echo.Echo
 	srv     *http.Server
+	fast    *fastpath.Server // in front of srv, unless --http-fast-path=false
 	ln      net.Listener
 
 	firewall *netpolicy.Firewall // nil with --firewall=false
@@ -395,7 +397,11 @@ func (n *Node) Shutdown(ctx context.Context) error {
 		n.draining.Store(true)
 		n.log.Info("draining")
 		if n.srv != nil {
-			if serr := n.srv.Shutdown(ctx); serr != nil {
+			shutdown := n.srv.Shutdown
+			if n.fast != nil {
+				shutdown = func(ctx context.Context) error { return n.fast.Shutdown(ctx, n.ln) }
+			}
+			if serr := shutdown(ctx); serr != nil {
 				err = fmt.Errorf("finish in-flight requests: %w", serr)
 				_ = n.srv.Close()
 			}
