@@ -15,6 +15,15 @@ import (
 	"github.com/wharfhq/wharf/integration/wharftest"
 )
 
+// Which tests call t.Parallel: those that spend their time waiting (npm
+// builds, container starts, restarts) and pin no latency or timing window.
+// Each runs its own node id, data dir, network and firewall chains, and looks
+// only at objects carrying its own labels, so they cannot see each other.
+// Tests that pin timing (a neighbour's latency, 2 s propagation, backoff and
+// idle timers, requests in flight at a given moment, load on a cluster) or
+// set the environment stay serial: Go runs every serial test first, alone,
+// and only then the parallel ones together (`make test` runs at most
+// -parallel of them at once).
 func TestMain(m *testing.M) {
 	if out, err := exec.Command("docker", "info").CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "integration tests need a Docker engine (run `make test`, which starts one): %v\n%s", err, out)

@@ -98,6 +98,7 @@ func (s *logStream) drain(d time.Duration) []client.LogLine {
 // writes (a forged tag stays in the writer's own log). A draining node ends
 // open streams rather than wait for them.
 func TestLogsLiveAndIsolated(t *testing.T) {
+	t.Parallel()
 	n := startNode(t)
 	acme := createTenant(t, n, "acme")
 	globex := createTenant(t, n, "globex")

@@ -14,6 +14,7 @@ import (
 // lands on that one container, and the three webtask forms see query, body and
 // secrets. Another tenant's token cannot see the first tenant's functions.
 func TestTenantsEndToEnd(t *testing.T) {
+	t.Parallel()
 	n := startNode(t)
 	acme := createTenant(t, n, "acme")
 	globex := createTenant(t, n, "globex")
@@ -118,6 +119,7 @@ func TestConcurrentColdStartOneContainer(t *testing.T) {
 // Invariant: an update reaches the running container without restarting it,
 // and a delete makes the function 404 at once.
 func TestUpdateReachesRunningContainer(t *testing.T) {
+	t.Parallel()
 	n := startNode(t)
 	tok := createTenant(t, n, "upd")
 	deploy(t, n, tok, "upd", "f", `module.exports = cb => cb(null, {v: 1, host: require('os').hostname(), pid: process.pid})`, nil)
