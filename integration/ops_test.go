@@ -170,6 +170,7 @@ func TestDrainFinishesInFlight(t *testing.T) {
 // node's caches and management calls answer 503 quickly; when the store comes
 // back everything recovers by itself.
 func TestStoreOutage(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	st, err := wharftest.RunRestartableStore(ctx)
 	wharftest.CleanupStore(t, st)
