@@ -190,6 +190,7 @@ func TestLogsLiveAndIsolated(t *testing.T) {
 // --container-log-files files of --container-log-size of a container's
 // output, and the store keeps at most the history limit.
 func TestLogFloodIsBounded(t *testing.T) {
+	t.Parallel()
 	n := startNode(t, wharftest.WithArgs("--log-rate", "50", "--container-log-size", "256k", "--container-log-files", "2",
 		"--log-history-lines", "300"))
 	tok := createTenant(t, n, "noisy")
