@@ -95,6 +95,7 @@ func waitFinal(t *testing.T, q *modstore.Store, r npmspec.Ref, timeout time.Dura
 // an unknown package fails for good with npm's own error in the log, on the
 // first attempt.
 func TestBuildFromRealRegistry(t *testing.T) {
+	t.Parallel() // each has its own store, builder id and containers; both wait on npm
 	b, q := realBuilder(t, Config{})
 	ctx := t.Context()
 	debug := npmspec.Ref{Name: "debug", Version: "4.3.4"}
@@ -157,6 +158,7 @@ func TestBuildFromRealRegistry(t *testing.T) {
 // Invariant: a module whose closure exceeds the size limit fails for good
 // with a clear message, and nothing of it is stored.
 func TestBuildTooLarge(t *testing.T) {
+	t.Parallel()
 	_, q := realBuilder(t, Config{MaxClosure: 100 << 10}) // lodash is ~1.4 MB unpacked
 	lodash := npmspec.Ref{Name: "lodash", Version: "4.17.21"}
 	if _, _, err := q.Enqueue(t.Context(), []npmspec.Ref{lodash}); err != nil {

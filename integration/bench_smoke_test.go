@@ -20,6 +20,7 @@ import (
 // (small counts) and written with its unit, and the run leaves no container
 // behind. It checks the harness, not the performance targets.
 func TestBenchSmoke(t *testing.T) {
+	t.Parallel()
 	_, file, _, _ := runtime.Caller(0)
 	repo := filepath.Join(filepath.Dir(file), "..")
 	dir := t.TempDir()

@@ -286,6 +286,7 @@ func buildNetworkLeft(t *testing.T, id string) []string {
 // registry) and run on a build network from which only the registry, through
 // the node's proxy, can be reached; drain removes the network and its rules.
 func TestBuildNetworkReachesOnlyTheRegistry(t *testing.T) {
+	t.Parallel()
 	n := startNode(t)
 	tok := createTenant(t, n, "acme")
 	_, st := putFn(t, n, tok, "acme", "f", "?wait=180s", map[string]any{
@@ -313,6 +314,7 @@ func TestBuildNetworkReachesOnlyTheRegistry(t *testing.T) {
 // Invariant: `wharf builder` runs its builds on a build network of its own,
 // confined the same way, and removes it when it stops.
 func TestBuilderBuildNetwork(t *testing.T) {
+	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	uri := startStore(ctx, t)

@@ -104,6 +104,7 @@ func decode[T any](t *testing.T, s string) T {
 // default and JSON with -o json, and every failure a non-zero exit with one
 // sentence.
 func TestCLIEndToEnd(t *testing.T) {
+	t.Parallel()
 	n := startNode(t)
 	c := newCLI(t)
 	adminProfile := filepath.Join(t.TempDir(), "admin", "profile.json")

@@ -15,6 +15,17 @@ import (
 	"github.com/wharfhq/wharf/integration/wharftest"
 )
 
+// Which tests call t.Parallel: those that spend their time waiting (npm
+// builds, container starts, restarts, the store driver's timers) and whose
+// time bounds are generous (seconds for what takes a fraction of one). Each
+// runs its own node id, data dir, network and firewall chains, and looks only
+// at objects carrying its own labels, so they cannot see each other. Tests
+// that pin a latency or a tight window (a neighbour's latency under attack,
+// 2 s propagation between nodes, a 1 s queue bound, backoff windows, 504s
+// timed from a cold start, requests in flight at a given moment, a cluster
+// under load, capacity under 6 s of load) or set the environment stay
+// serial: Go runs every serial test first, alone, and only then the parallel
+// ones together (`make test` runs at most -parallel of them at once).
 func TestMain(m *testing.M) {
 	if out, err := exec.Command("docker", "info").CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "integration tests need a Docker engine (run `make test`, which starts one): %v\n%s", err, out)

@@ -74,6 +74,7 @@ func TestTenantConcurrencyLimit(t *testing.T) {
 // response_too_large when its length is declared, cut off when it streams,
 // and never blamed on the container; smaller ones pass whole.
 func TestResponseSizeLimit(t *testing.T) {
+	t.Parallel()
 	n := startNode(t, wharftestArgs("--max-response", "64k")...)
 	tok := createTenant(t, n, "big")
 	deploy(t, n, tok, "big", "json", `module.exports = function (ctx, cb) { cb(null, 'x'.repeat(Number(ctx.query.n))) }`, nil)
@@ -188,6 +189,7 @@ func containerCount(t *testing.T, nodeID string) int {
 // kill -9, are reconciled (not duplicated) by the restart, and are gone
 // after SIGTERM; the egress switch decides how the forward chain ends.
 func TestFirewallFollowsTheNode(t *testing.T) {
+	t.Parallel()
 	n := startNode(t, wharftestArgs("--egress=false", "--egress-deny", "10.0.0.0/8")...)
 	names := netpolicy.NamesFor(n.NodeID)
 	rules := func() string {

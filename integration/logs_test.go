@@ -98,6 +98,7 @@ func (s *logStream) drain(d time.Duration) []client.LogLine {
 // writes (a forged tag stays in the writer's own log). A draining node ends
 // open streams rather than wait for them.
 func TestLogsLiveAndIsolated(t *testing.T) {
+	t.Parallel()
 	n := startNode(t)
 	acme := createTenant(t, n, "acme")
 	globex := createTenant(t, n, "globex")
@@ -189,6 +190,7 @@ func TestLogsLiveAndIsolated(t *testing.T) {
 // --container-log-files files of --container-log-size of a container's
 // output, and the store keeps at most the history limit.
 func TestLogFloodIsBounded(t *testing.T) {
+	t.Parallel()
 	n := startNode(t, wharftest.WithArgs("--log-rate", "50", "--container-log-size", "256k", "--container-log-files", "2",
 		"--log-history-lines", "300"))
 	tok := createTenant(t, n, "noisy")

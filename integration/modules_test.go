@@ -82,6 +82,7 @@ func getModule(t *testing.T, n *wharftest.Node, token, ref string) moduleInfo {
 // fail with EROFS; a second tenant with the same dependencies is ready at
 // once and triggers no build; rolling back to a version with dependencies works.
 func TestModulesEndToEnd(t *testing.T) {
+	t.Parallel()
 	n := startNode(t)
 	acme := createTenant(t, n, "acme")
 	_, st := putFn(t, n, acme, "acme", "deps", "?wait=180s", map[string]any{"code": usesDeps, "dependencies": threeDeps})
@@ -169,6 +170,7 @@ func TestModulesEndToEnd(t *testing.T) {
 // its build log; invoking a function that needs it answers 503 with a clear
 // message (never a crash in the container), and the node stays healthy.
 func TestUnknownModuleFails(t *testing.T) {
+	t.Parallel()
 	n := startNode(t)
 	tok := createTenant(t, n, "acme")
 	const missing = "wharf-no-such-package-9f3c1a7e"
@@ -221,6 +223,7 @@ module.exports = function (cb) {
 // host (ajv) sees one copy of the host: the plugin resolves the function's ajv,
 // not the copy npm installed beside it in its closure, and the plugin works.
 func TestPeerDependencyOneHost(t *testing.T) {
+	t.Parallel()
 	n := startNode(t)
 	tok := createTenant(t, n, "acme")
 	_, st := putFn(t, n, tok, "acme", "peers", "?wait=180s", map[string]any{"code": peers,
@@ -248,6 +251,7 @@ func TestPeerDependencyOneHost(t *testing.T) {
 // builder finishes once the dead one's lease expires; until a module is
 // built, invoking a function that needs it answers 503 with Retry-After.
 func TestKilledBuilderJobFinishedByAnother(t *testing.T) {
+	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	uri := startStore(ctx, t)
@@ -321,6 +325,7 @@ func randSuffix() string {
 // from the store the first time one of its functions needs it (verified,
 // unpacked once), and never again for later requests or other tenants.
 func TestOtherNodeUnpacksOnFirstNeed(t *testing.T) {
+	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	uri := startStore(ctx, t)

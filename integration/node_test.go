@@ -14,6 +14,7 @@ import (
 // lands on that one container, and the three webtask forms see query, body and
 // secrets. Another tenant's token cannot see the first tenant's functions.
 func TestTenantsEndToEnd(t *testing.T) {
+	t.Parallel()
 	n := startNode(t)
 	acme := createTenant(t, n, "acme")
 	globex := createTenant(t, n, "globex")
@@ -85,6 +86,7 @@ func TestTenantsEndToEnd(t *testing.T) {
 // Invariant: concurrent first requests of a tenant share one cold start, and
 // all of them are answered.
 func TestConcurrentColdStartOneContainer(t *testing.T) {
+	t.Parallel()
 	n := startNode(t)
 	tok := createTenant(t, n, "burst")
 	deploy(t, n, tok, "burst", "who", whoami, nil)
@@ -118,6 +120,7 @@ func TestConcurrentColdStartOneContainer(t *testing.T) {
 // Invariant: an update reaches the running container without restarting it,
 // and a delete makes the function 404 at once.
 func TestUpdateReachesRunningContainer(t *testing.T) {
+	t.Parallel()
 	n := startNode(t)
 	tok := createTenant(t, n, "upd")
 	deploy(t, n, tok, "upd", "f", `module.exports = cb => cb(null, {v: 1, host: require('os').hostname(), pid: process.pid})`, nil)
@@ -146,6 +149,7 @@ func TestUpdateReachesRunningContainer(t *testing.T) {
 // Invariant: a tenant's container that dies is dropped and the next request
 // gets a fresh container; the dead one is removed.
 func TestDeadContainerIsReplaced(t *testing.T) {
+	t.Parallel()
 	n := startNode(t)
 	tok := createTenant(t, n, "dies")
 	deploy(t, n, tok, "dies", "who", whoami, nil)
@@ -202,6 +206,7 @@ func TestTimeoutsAndRecovery(t *testing.T) {
 // Invariant: an uncaught asynchronous exception answers 500 and the tenant's
 // next request is served (by a fresh container if the runner exited).
 func TestAsyncCrashRecovers(t *testing.T) {
+	t.Parallel()
 	n := startNode(t)
 	tok := createTenant(t, n, "crash")
 	deploy(t, n, tok, "crash", "boom", `module.exports = function (cb) { setTimeout(() => { throw new Error('kaboom') }, 1) }`, nil)
@@ -219,6 +224,7 @@ func TestAsyncCrashRecovers(t *testing.T) {
 // Invariant: with no warm container to be had in time, a request answers 503
 // with Retry-After, and the claim it started still serves the next request.
 func TestNoContainerInTime503(t *testing.T) {
+	t.Parallel()
 	n := startNode(t, wharftestArgs("--pool-size", "0", "--claim-timeout", "20ms")...)
 	tok := createTenant(t, n, "wait")
 	deploy(t, n, tok, "wait", "who", whoami, nil)

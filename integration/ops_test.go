@@ -32,6 +32,7 @@ func metric(t *testing.T, n *wharftest.Node, series string) float64 {
 // Invariant: a tenant idle past --idle-timeout loses its container (removed,
 // never reused); its next request cold starts a fresh one; /metrics counts it.
 func TestIdleEvictionAndMetrics(t *testing.T) {
+	t.Parallel()
 	n := startNode(t, wharftestArgs("--idle-timeout", "1s")...)
 	tok := createTenant(t, n, "idler")
 	deploy(t, n, tok, "idler", "who", whoami, nil)
@@ -170,6 +171,7 @@ func TestDrainFinishesInFlight(t *testing.T) {
 // node's caches and management calls answer 503 quickly; when the store comes
 // back everything recovers by itself.
 func TestStoreOutage(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	st, err := wharftest.RunRestartableStore(ctx)
 	wharftest.CleanupStore(t, st)

@@ -20,6 +20,7 @@ func wharftestArgs(args ...string) []wharftest.Option {
 // node removed), and a restart on the same data keeps tenants, tokens and
 // functions; the generated admin token is printed once and keeps working.
 func TestGracefulRestartKeepsEverything(t *testing.T) {
+	t.Parallel()
 	n := startNode(t, wharftest.WithAdminToken(""))
 	if n.AdminToken == "" {
 		t.Fatalf("no generated admin token printed:\n%s", n.Stdout())
@@ -71,6 +72,7 @@ func TestGracefulRestartKeepsEverything(t *testing.T) {
 // containers are removed (never reused), clean pooled ones may be adopted, and
 // every tenant is served again.
 func TestCrashRestartReconciles(t *testing.T) {
+	t.Parallel()
 	n := startNode(t)
 	tok := createTenant(t, n, "crashy")
 	deploy(t, n, tok, "crashy", "who", whoami, nil)
@@ -101,6 +103,7 @@ func TestCrashRestartReconciles(t *testing.T) {
 
 // Invariant: the copy-paste example printed on first start works as printed.
 func TestBannerExampleWorks(t *testing.T) {
+	t.Parallel()
 	n := startNode(t, wharftest.WithAdminToken(""))
 	out := n.Stdout()
 	i := strings.Index(out, "Try it:")

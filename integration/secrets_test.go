@@ -91,6 +91,7 @@ func dumpStore(t *testing.T, uri string) string {
 // container's output. Each place is shown to hold what was written there,
 // so no check passes by looking at nothing.
 func TestSecretsNeverLeak(t *testing.T) {
+	t.Parallel()
 	port := freePort(t)
 	n := startNode(t, wharftest.WithArgs("--store-listen", fmt.Sprintf("127.0.0.1:%d", port)))
 	tok := createTenant(t, n, "vault")

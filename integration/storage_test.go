@@ -34,6 +34,7 @@ const counterCode = `module.exports = function (ctx, cb) {
 // clients), end at exactly 100 after 409 retries. Another tenant's function
 // of the same name has its own. Deleting the function deletes its storage.
 func TestStorageCounterTwoNodes(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	st, err := wharftest.RunRestartableStore(ctx)
 	wharftest.CleanupStore(t, st)

@@ -128,7 +128,10 @@ func answer(t *testing.T, r wharftest.Response, status int, source, want string)
 // comment, lodash 3 and 4 side by side with versioned requires, an Express app through webtask-tools, and 'use
 // latest' code with ES imports; a syntax error is refused at deploy with its line and column.
 func TestWebtaskProgrammingModel(t *testing.T) {
-	n := startNode(t)
+	t.Parallel()
+	// Its seven modules build three at a time (the default is one): the test
+	// waits on npm, not on a queue.
+	n := startNode(t, wharftestArgs("--builders", "3")...)
 	tok := createTenant(t, n, "wt")
 	put := func(name, code string, extra map[string]any) {
 		t.Helper()
@@ -150,8 +153,8 @@ func TestWebtaskProgrammingModel(t *testing.T) {
 	put("app", wtExpress, map[string]any{"secrets": map[string]string{"GREETING": "hi"}, "dependencies": map[string]string{
 		"webtask-tools": "3.4.0", "express": "4.21.2", "body-parser": "1.20.3"}})
 	put("latest", wtLatest, map[string]any{"dependencies": map[string]string{"lodash": "4.17.21"}})
-	// Seven modules (webtask-tools brings several of its own) build one after another: past the client's timeout
-	// for a single PUT ?wait, so the list is polled instead.
+	// Seven modules (webtask-tools brings several of its own) can take past the client's timeout for a single
+	// PUT ?wait, so the list is polled instead.
 	eventually(t, 10*time.Minute, "every function ready", func() bool {
 		var list []struct{ Name, Status string }
 		if err := do(t, n, "GET", "/api/v1/tenants/wt/functions", tok, nil).JSON(&list); err != nil {
