@@ -327,7 +327,9 @@ function handleRequest(req, res) {
   });
 
   // Everything the request causes, loading included, runs in its log context: console output is tagged with it.
-  logContext.run({ fn: functionName, rid: inv.id }, dispatch, inv, functionName, Number(versionHeader));
+  const store = { fn: functionName, rid: inv.id };
+  req[kLogStore] = store;
+  logContext.run(store, dispatch, inv, functionName, Number(versionHeader));
 }
 
 function dispatch(inv, functionName, version) {
@@ -363,6 +365,7 @@ function handleControl(req, res) {
 const kFunction = Symbol('wharf.function');
 const kVersion = Symbol('wharf.version');
 const kRequestId = Symbol('wharf.requestId');
+const kLogStore = Symbol('wharf.logStore');
 
 class RunnerRequest extends http.IncomingMessage {
   constructor(socket) {
@@ -370,6 +373,16 @@ class RunnerRequest extends http.IncomingMessage {
     this[kFunction] = undefined;
     this[kVersion] = undefined;
     this[kRequestId] = undefined;
+    this[kLogStore] = undefined;
+  }
+
+  // The body's events ('data', 'end', ...) come from the socket, whose async context is not the request's: without
+  // this, console output of code run from them (the callback forms after the body, a (ctx, req, res) function's own
+  // listeners) would lose its function and request id.
+  emit(event, ...args) {
+    const store = this[kLogStore];
+    if (store === undefined || logContext.getStore() === store) return super.emit(event, ...args);
+    return logContext.run(store, () => super.emit(event, ...args));
   }
 
   _addHeaderLines(headers, n) {

@@ -142,6 +142,43 @@ module.exports = function (ctx, cb) {
 	}
 }
 
+// Invariant: a request with a body keeps its function and request id in the
+// output of code run from the body's events, warm or cold, in the callback
+// forms and in a (ctx, req, res) function's own listeners (those events come
+// from the socket, not from the request's async context).
+func TestConsoleOutputWithBodyIsTagged(t *testing.T) {
+	t.Parallel()
+	r := startRunner(t)
+	r.deploy(t, "cb", 1, `module.exports = function (ctx, cb) { console.log('cb x=' + ctx.body.x); cb(null, {}) }`)
+	r.deploy(t, "ex", 1, `module.exports = function (ctx, req, res) {
+  let n = 0;
+  req.on('data', (d) => { n += d.length });
+  req.on('end', () => { console.log('ex got ' + n + ' ' + ctx.id); res.end('ok') });
+}`)
+	for i := range 3 { // the first request of each loads the function; the others find it loaded
+		for _, fn := range []string{"cb", "ex"} {
+			rid := fmt.Sprintf("%s-%d", fn, i)
+			r.do(t, call{fn: fn, method: "POST", contentType: "application/json", body: fmt.Sprintf(`{"x":%d}`, i),
+				header: map[string]string{"X-Wharf-Request-Id": rid}}).expect(t, 200, "webtask")
+		}
+	}
+	recs := waitRecords(t, r, "six lines", func(rs []logRecord) bool { return len(rs) >= 6 })
+	for _, rec := range recs {
+		var want string
+		switch {
+		case strings.HasPrefix(rec.Msg, "cb x="):
+			want = "cb-" + strings.TrimPrefix(rec.Msg, "cb x=")
+		case strings.HasPrefix(rec.Msg, "ex got "):
+			want = rec.Msg[strings.LastIndexByte(rec.Msg, ' ')+1:]
+		default:
+			t.Fatalf("unexpected record %+v", rec)
+		}
+		if rec.Rid != want || !strings.HasPrefix(want, rec.Fn+"-") {
+			t.Errorf("record %+v: want rid %s and its function", rec, want)
+		}
+	}
+}
+
 // Invariant: a huge message is cut, console.trace carries a stack, and
 // arguments whose formatting throws never fail the request.
 func TestConsoleEdgeCases(t *testing.T) {
