@@ -135,6 +135,15 @@ func run(t *testing.T, profile string, entrypoint []string, wait time.Duration, 
 			if info.Running && until == "" {
 				t.Fatalf("container still running after %v; stdout %s stderr %s", wait, o, e)
 			}
+			// The engine can report a container exited before its last
+			// output reaches the log driver: read again, briefly, before
+			// taking silence for the answer.
+			for quiet := time.Now().Add(2 * time.Second); !info.Running && len(o)+len(e) == 0 && time.Now().Before(quiet); {
+				time.Sleep(50 * time.Millisecond)
+				if o, e, err = eng.ContainerLogs(ctx, id); err != nil {
+					t.Fatal(err)
+				}
+			}
 			return string(o), string(e)
 		}
 		time.Sleep(50 * time.Millisecond)
