@@ -18,15 +18,24 @@ import (
 // metric reads one sample from /metrics (0 when absent).
 func metric(t *testing.T, n *wharftest.Node, series string) float64 {
 	t.Helper()
+	return metricSum(t, n, series)
+}
+
+// metricSum adds up series read from one scrape: figures that must be
+// consistent with each other cannot come from two.
+func metricSum(t *testing.T, n *wharftest.Node, series ...string) float64 {
+	t.Helper()
 	r := do(t, n, "GET", "/metrics", "", nil)
 	expect(t, r, 200)
-	re := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(series) + ` ([0-9.e+]+)$`)
-	m := re.FindSubmatch(r.Body)
-	if m == nil {
-		return 0
+	sum := 0.0
+	for _, s := range series {
+		re := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(s) + ` ([0-9.e+]+)$`)
+		if m := re.FindSubmatch(r.Body); m != nil {
+			v, _ := strconv.ParseFloat(string(m[1]), 64)
+			sum += v
+		}
 	}
-	v, _ := strconv.ParseFloat(string(m[1]), 64)
-	return v
+	return sum
 }
 
 // Invariant: a tenant idle past --idle-timeout loses its container (removed,
@@ -105,7 +114,7 @@ func TestCapacityEvictionUnderLoad(t *testing.T) {
 	}
 	maxHeld, maxEngine := 0, 0
 	for time.Now().Before(stop) {
-		held := int(metric(t, n, `wharf_containers{state="busy"}`) + metric(t, n, `wharf_containers{state="idle"}`))
+		held := int(metricSum(t, n, `wharf_containers{state="busy"}`, `wharf_containers{state="idle"}`))
 		maxHeld = max(maxHeld, held)
 		maxEngine = max(maxEngine, len(nodeContainers(t, n.NodeID)))
 		time.Sleep(200 * time.Millisecond)
