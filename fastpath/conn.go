@@ -217,7 +217,8 @@ func headEnd(b []byte) int {
 }
 
 // eligible: "METHOD target HTTP/1.1", a target the server accepts, no
-// Expect header, and exactly one valid Host header (net/http's own checks before it drops the
+// Expect header, at most one Content-Length or Transfer-Encoding line, and
+// exactly one valid Host header (net/http's own checks before it drops the
 // header: http.ReadRequest does not make them).
 func eligible(head []byte, accept func([]byte) bool) bool {
 	lineEnd := bytes.IndexByte(head, '\n')
@@ -240,10 +241,18 @@ func eligible(head []byte, accept func([]byte) bool) bool {
 	if !accept(rest[:sp2]) {
 		return false
 	}
-	hosts := 0
+	hosts, framings := 0, 0
 	for _, l := range bytes.Split(head[lineEnd+1:], []byte("\n")) {
 		if len(l) >= 7 && bytes.EqualFold(l[:7], []byte("expect:")) {
 			return false // 100-continue and its refusals: net/http's
+		}
+		if len(l) >= 15 && bytes.EqualFold(l[:15], []byte("content-length:")) ||
+			len(l) >= 18 && bytes.EqualFold(l[:18], []byte("transfer-encoding:")) {
+			// Both (or either twice) is how request smuggling starts: that
+			// odd case is net/http's to judge, never the fast path's.
+			if framings++; framings > 1 {
+				return false
+			}
 		}
 		if len(l) >= 5 && bytes.EqualFold(l[:5], []byte("host:")) {
 			hosts++

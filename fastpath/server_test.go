@@ -307,16 +307,20 @@ func TestShutdownDrains(t *testing.T) {
 
 func TestEligibleAndHeadEnd(t *testing.T) {
 	for head, want := range map[string]bool{
-		"GET /run/a/b HTTP/1.1\r\nHost: x\r\n":                  true,
-		"POST /api/run/a/b?q=1 HTTP/1.1\r\nhost: x:80\r\n":      true,
-		"GET /run/a/b HTTP/1.1\n":                               false, // no Host
-		"GET /api/v1/x HTTP/1.1\r\nHost: x\r\n":                 false,
-		"GET /run/a/b HTTP/1.0\r\nHost: x\r\n":                  false,
-		"GET /run/a/b HTTP/1.1\r\nHost: x\r\nHost: y\r\n":       false,
-		"GET /run/a/b HTTP/1.1\r\nHost: x y\r\n":                false,
-		"GET /run/a/b HTTP/1.1\r\nHost: x\r\nExpect: 100-c\r\n": false,
-		"GET  /run/a/b HTTP/1.1\r\nHost: x\r\n":                 false,
-		"GET /run/a/b HTTP/1.1 extra\r\nHost: x\r\n":            false,
+		"GET /run/a/b HTTP/1.1\r\nHost: x\r\n":                                                     true,
+		"POST /api/run/a/b?q=1 HTTP/1.1\r\nhost: x:80\r\n":                                         true,
+		"GET /run/a/b HTTP/1.1\n":                                                                  false, // no Host
+		"GET /api/v1/x HTTP/1.1\r\nHost: x\r\n":                                                    false,
+		"GET /run/a/b HTTP/1.0\r\nHost: x\r\n":                                                     false,
+		"GET /run/a/b HTTP/1.1\r\nHost: x\r\nHost: y\r\n":                                          false,
+		"GET /run/a/b HTTP/1.1\r\nHost: x y\r\n":                                                   false,
+		"GET /run/a/b HTTP/1.1\r\nHost: x\r\nExpect: 100-c\r\n":                                    false,
+		"POST /run/a/b HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n":                               true,
+		"POST /run/a/b HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n":                      true,
+		"POST /run/a/b HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n": false,
+		"POST /run/a/b HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\ncontent-length: 3\r\n":          false,
+		"GET  /run/a/b HTTP/1.1\r\nHost: x\r\n":                                                    false,
+		"GET /run/a/b HTTP/1.1 extra\r\nHost: x\r\n":                                               false,
 	} {
 		if got := eligible([]byte(head), nil); got != want {
 			t.Errorf("eligible(%q) = %v, want %v", head, got, want)
