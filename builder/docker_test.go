@@ -17,7 +17,7 @@ import (
 	"github.com/wharfhq/wharf/images"
 	"github.com/wharfhq/wharf/modstore"
 	"github.com/wharfhq/wharf/npmspec"
-	"github.com/wharfhq/wharf/store"
+	"github.com/wharfhq/wharf/store/storetest"
 )
 
 // realBuilder starts an embedded store and a builder on the real Docker
@@ -30,12 +30,7 @@ func realBuilder(t *testing.T, cfg Config) (*Builder, *modstore.Store) {
 	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
 	t.Cleanup(cancel)
 	logger := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelInfo}))
-	emb, err := store.StartEmbedded(ctx, t.TempDir(), "127.0.0.1:0", logger)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(emb.Close)
-	q, err := modstore.Dial(ctx, emb.URI(), "", modstore.Options{RetryDelay: 100 * time.Millisecond})
+	q, err := modstore.Dial(ctx, storetest.Start(t, logger), "", modstore.Options{RetryDelay: 100 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wharfhq/wharf/store"
+	"github.com/wharfhq/wharf/store/storetest"
 )
 
 func testCtx(t *testing.T) context.Context {
@@ -37,13 +37,7 @@ func (c *fakeClock) Add(d time.Duration) {
 // startStore starts an embedded FerretDB and returns its URI.
 func startStore(t *testing.T) string {
 	t.Helper()
-	e, err := store.StartEmbedded(testCtx(t), t.TempDir(), "127.0.0.1:0",
-		slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn})))
-	if err != nil {
-		t.Fatalf("StartEmbedded: %v", err)
-	}
-	t.Cleanup(e.Close)
-	return e.URI()
+	return storetest.Start(t, slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn})))
 }
 
 // dial opens a Store on its own connection pool and closes it at cleanup.
