@@ -242,7 +242,14 @@ func eligible(head []byte, accept func([]byte) bool) bool {
 		return false
 	}
 	hosts, framings := 0, 0
-	for _, l := range bytes.Split(head[lineEnd+1:], []byte("\n")) {
+	// Line by line without splitting: this runs on every webhook request.
+	for rest := head[lineEnd+1:]; len(rest) > 0; {
+		l := rest
+		if i := bytes.IndexByte(rest, '\n'); i >= 0 {
+			l, rest = rest[:i], rest[i+1:]
+		} else {
+			rest = nil
+		}
 		if len(l) >= 7 && bytes.EqualFold(l[:7], []byte("expect:")) {
 			return false // 100-continue and its refusals: net/http's
 		}
@@ -291,8 +298,6 @@ func validHost(h []byte) bool {
 	}
 	return true
 }
-
-func equalFold(a, b string) bool { return len(a) == len(b) && bytes.EqualFold([]byte(a), []byte(b)) }
 
 // prefixConn is a connection whose first bytes were already read into r.
 type prefixConn struct {

@@ -146,7 +146,7 @@ func (w *responseWriter) sendHead(complete bool) {
 	if w.req.Close {
 		h["Connection"] = []string{"close"}
 		w.closeAfter = true
-	} else if v := h.Get("Connection"); v != "" && equalFold(v, "close") {
+	} else if v := h.Get("Connection"); v != "" && strings.EqualFold(v, "close") {
 		w.closeAfter = true
 	}
 	bw := w.bw

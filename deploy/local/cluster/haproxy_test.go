@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 )
@@ -148,5 +147,5 @@ func freeAddr(t *testing.T) string {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	return strings.TrimSpace(ln.Addr().String())
+	return ln.Addr().String()
 }
