@@ -87,10 +87,11 @@ func Start(ctx context.Context, eng engine.Engine, cfg Config, logger *slog.Logg
 			n.Close(context.WithoutCancel(ctx))
 		}
 	}()
-	gwText, err := eng.NetworkGateway(ctx, n.name)
+	ninfo, err := eng.InspectNetwork(ctx, n.name)
 	if err != nil {
 		return nil, err
 	}
+	gwText := ninfo.Gateway
 	gw, err := netip.ParseAddr(gwText)
 	if err != nil {
 		return nil, fmt.Errorf("build network gateway %q: %w", gwText, err)

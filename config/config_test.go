@@ -61,6 +61,7 @@ func TestLoadErrors(t *testing.T) {
 		{"zero history age", []string{"--log-history-age", "0s"}, nil, "--log-history-age"},
 		{"negative refill hold", []string{"--pool-refill-hold", "-1s"}, nil, "--pool-refill-hold"},
 		{"huge refill hold", []string{"--pool-refill-hold", "1m"}, nil, "--pool-refill-hold"},
+		{"unknown container network", []string{"--container-network", "bridge"}, nil, "--container-network"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

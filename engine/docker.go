@@ -95,6 +95,10 @@ func (d *Docker) CreateContainer(ctx context.Context, s ContainerSpec) (string, 
 	if s.Network != "" {
 		hc.NetworkMode = container.NetworkMode(s.Network)
 	}
+	if s.NetworkDisabled {
+		cfg.NetworkDisabled = true
+		hc.NetworkMode = "none"
+	}
 	resp, err := d.cli.ContainerCreate(ctx, cfg, hc, nil, nil, s.Name)
 	if err != nil {
 		return "", fmt.Errorf("create container %s: %w", s.Name, err)
@@ -122,6 +126,7 @@ func (d *Docker) InspectContainer(ctx context.Context, id string) (ContainerInfo
 		info.Running = r.State.Running
 		info.ExitCode = r.State.ExitCode
 		info.OOMKilled = r.State.OOMKilled
+		info.Pid = r.State.Pid
 	}
 	if t, err := time.Parse(time.RFC3339Nano, r.Created); err == nil {
 		info.Created = t
@@ -291,17 +296,24 @@ func (d *Docker) RemoveNetwork(ctx context.Context, name string) error {
 	return nil
 }
 
-func (d *Docker) NetworkGateway(ctx context.Context, name string) (string, error) {
+func (d *Docker) InspectNetwork(ctx context.Context, name string) (NetworkInfo, error) {
 	n, err := d.cli.NetworkInspect(ctx, name, network.InspectOptions{})
 	if err != nil {
-		return "", fmt.Errorf("inspect network %s: %w", name, mapNotFound(err))
+		return NetworkInfo{}, fmt.Errorf("inspect network %s: %w", name, mapNotFound(err))
+	}
+	info := NetworkInfo{ID: n.ID, Bridge: n.Options[optBridgeName]}
+	if info.Bridge == "" && len(n.ID) >= 12 {
+		info.Bridge = "br-" + n.ID[:12] // the bridge driver's default name
 	}
 	for _, c := range n.IPAM.Config {
-		if c.Gateway != "" {
-			return c.Gateway, nil
+		if c.Gateway != "" && info.Gateway == "" {
+			info.Gateway, info.Subnet = c.Gateway, c.Subnet
 		}
 	}
-	return "", fmt.Errorf("network %s has no gateway", name)
+	if info.Gateway == "" {
+		return info, fmt.Errorf("network %s has no gateway", name)
+	}
+	return info, nil
 }
 
 func (d *Docker) ImageExists(ctx context.Context, ref string) (bool, error) {

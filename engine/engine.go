@@ -40,6 +40,10 @@ type ContainerSpec struct {
 	WorkingDir string
 	Labels     map[string]string
 	Network    string // network name; "" means the engine default, "none" means no network
+	// NetworkDisabled leaves networking to Wharf: the engine gives the
+	// container an empty network namespace (loopback only) and runs none of
+	// its own network set-up (Docker's per-container libnetwork hook).
+	NetworkDisabled bool
 
 	Mounts       []Mount
 	Tmpfs        map[string]string // target -> mount options, e.g. "size=64m,mode=1777"
@@ -77,6 +81,7 @@ type ContainerInfo struct {
 	ExitCode  int
 	OOMKilled bool
 	IP        string // address on the container's Wharf network ("" when none)
+	Pid       int    // the container's first process on the host (0 when not running)
 	Created   time.Time
 }
 
@@ -101,6 +106,14 @@ type NetworkSpec struct {
 	// BridgeName names the host's bridge interface (at most 15 bytes), so
 	// firewall rules can match it; "" lets the engine choose.
 	BridgeName string
+}
+
+// NetworkInfo is what Wharf reads back about a bridge network.
+type NetworkInfo struct {
+	ID      string
+	Subnet  string // CIDR, e.g. "172.18.0.0/16"
+	Gateway string // the host's address on the bridge
+	Bridge  string // the host's bridge interface
 }
 
 // ErrNetworkMismatch is returned (wrapped) by EnsureNetwork when a network of
@@ -143,8 +156,8 @@ type Engine interface {
 	EnsureNetwork(ctx context.Context, spec NetworkSpec) (id string, err error)
 	// RemoveNetwork removes a network by name; a missing one is not an error.
 	RemoveNetwork(ctx context.Context, name string) error
-	// NetworkGateway returns the host-side address of a bridge network.
-	NetworkGateway(ctx context.Context, name string) (string, error)
+	// InspectNetwork returns a bridge network's subnet, gateway and interface.
+	InspectNetwork(ctx context.Context, name string) (NetworkInfo, error)
 
 	ImageExists(ctx context.Context, ref string) (bool, error)
 	// BuildImage builds an image from a tar build context containing a Dockerfile at its root.

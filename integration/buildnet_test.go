@@ -210,10 +210,11 @@ func checkBuildNetwork(t *testing.T, network string, logs func() string) {
 	l := newLab(t)
 	defer l.removeAll()
 	hostPort, hostHits := countingListener(t, "0.0.0.0:0")
-	dockerGW, err := l.eng.NetworkGateway(context.Background(), "bridge")
+	bridgeNet, err := l.eng.InspectNetwork(context.Background(), "bridge")
 	if err != nil {
 		t.Fatal(err)
 	}
+	dockerGW := bridgeNet.Gateway
 	neighbour := l.server(network)
 	private := l.server("")
 
@@ -270,7 +271,7 @@ func buildNetworkLeft(t *testing.T, id string) []string {
 	}
 	defer eng.Close()
 	var left []string
-	if _, err := eng.NetworkGateway(context.Background(), buildnet.NetworkName(id)); err == nil {
+	if _, err := eng.InspectNetwork(context.Background(), buildnet.NetworkName(id)); err == nil {
 		left = append(left, buildnet.NetworkName(id))
 	}
 	names := netpolicy.BuildNamesFor(id)

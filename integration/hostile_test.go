@@ -460,10 +460,11 @@ func TestHostileCode(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer eng.Close()
-			gw, err := eng.NetworkGateway(ctx, "wharf-"+n.NodeID)
+			ninfo, err := eng.InspectNetwork(ctx, "wharf-"+n.NodeID)
 			if err != nil {
 				t.Fatal(err)
 			}
+			gw := ninfo.Gateway
 			port, accepted := countingListener(t, net.JoinHostPort(gw, "0"))
 			r := do(t, n, "GET", "/run/net-b/address", "", nil)
 			expect(t, r, 200)

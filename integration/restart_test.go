@@ -41,7 +41,7 @@ func TestGracefulRestartKeepsEverything(t *testing.T) {
 	}
 	eng, _ := engine.NewDocker()
 	defer eng.Close()
-	if _, err := eng.NetworkGateway(context.Background(), "wharf-"+n.NodeID); err == nil {
+	if _, err := eng.InspectNetwork(context.Background(), "wharf-"+n.NodeID); err == nil {
 		t.Fatal("network left after SIGTERM")
 	}
 

@@ -147,10 +147,11 @@ func TestFirewallBlocksNeighboursAndHost(t *testing.T) {
 	t.Cleanup(func() { _ = f.Remove(context.Background()) })
 	l := newLab(t, names, node)
 	a, b := l.container("a"), l.container("b")
-	gw, err := l.eng.NetworkGateway(context.Background(), l.net)
+	ninfo, err := l.eng.InspectNetwork(context.Background(), l.net)
 	if err != nil {
 		t.Fatal(err)
 	}
+	gw := ninfo.Gateway
 	ln, err := net.Listen("tcp", net.JoinHostPort(gw, "0"))
 	if err != nil {
 		t.Fatal(err)

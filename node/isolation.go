@@ -6,10 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 
 	"github.com/wharfhq/wharf/config"
 	"github.com/wharfhq/wharf/engine"
 	"github.com/wharfhq/wharf/limit"
+	"github.com/wharfhq/wharf/netattach"
 	"github.com/wharfhq/wharf/netpolicy"
 	"github.com/wharfhq/wharf/sandbox"
 )
@@ -84,6 +86,36 @@ func (n *Node) ensureNetwork(ctx context.Context) error {
 		_, err = n.eng.EnsureNetwork(ctx, spec)
 	}
 	return err
+}
+
+// attachNetwork decides who connects tenant containers to the node's bridge
+// (--container-network) and, when it is Wharf, puts netattach between the
+// node and the engine: containers of the node's network are then created
+// without the engine's network set-up and plumbed by the node.
+func (n *Node) attachNetwork(ctx context.Context) error {
+	mode := n.cfg.ContainerNetwork
+	if mode == config.ContainerNetworkAuto || mode == "" {
+		mode = config.ContainerNetworkWharf
+		if err := netattach.Supported(); err != nil {
+			n.log.Info("the engine connects tenant containers", "reason", err)
+			mode = config.ContainerNetworkEngine
+		}
+	}
+	if mode == config.ContainerNetworkEngine {
+		return nil
+	}
+	if err := netattach.Supported(); err != nil {
+		return fmt.Errorf("--container-network=wharf: %w", err)
+	}
+	eng, err := netattach.New(ctx, n.eng, netattach.Config{
+		Network: n.network, Labels: map[string]string{engine.LabelNode: n.id},
+		Dir: filepath.Join(n.cfg.DataDir, "network"),
+	})
+	if err != nil {
+		return fmt.Errorf("container network: %w", err)
+	}
+	n.eng = eng
+	return nil
 }
 
 // tenantLimiter is the per-tenant in-flight limit of the proxy.

@@ -231,6 +231,9 @@ func (n *Node) startContainers(ctx context.Context) error {
 			n.log.Warn("remove network", "err", err)
 		}
 	})
+	if err := n.attachNetwork(ctx); err != nil {
+		return err
+	}
 	n.pool, err = pool.New(pool.Config{
 		NodeID: n.id, Image: n.image.Tag, ImageHash: n.image.Hash, Network: n.network,
 		Root: filepath.Join(n.cfg.DataDir, "containers"), ModulesDir: filepath.Join(n.cfg.DataDir, "modules"),

@@ -108,7 +108,10 @@ func (f *Fake) StartContainer(_ context.Context, id string) error {
 		return fmt.Errorf("start %s: %w", id, engine.ErrNotFound)
 	}
 	c.Info.Running = true
-	c.Info.IP = fmt.Sprintf("10.99.%d.%d", f.seq/250, f.seq%250+1)
+	c.Info.Pid = 100000 + f.seq
+	if !c.Spec.NetworkDisabled {
+		c.Info.IP = fmt.Sprintf("10.99.%d.%d", f.seq/250, f.seq%250+1)
+	}
 	return nil
 }
 
@@ -262,7 +265,19 @@ func (f *Fake) RemoveNetwork(_ context.Context, name string) error {
 	return nil
 }
 
-func (f *Fake) NetworkGateway(context.Context, string) (string, error) { return "10.99.0.1", nil }
+func (f *Fake) InspectNetwork(_ context.Context, name string) (engine.NetworkInfo, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	s, ok := f.networks[name]
+	if !ok {
+		return engine.NetworkInfo{}, fmt.Errorf("network %s: %w", name, engine.ErrNotFound)
+	}
+	bridge := s.BridgeName
+	if bridge == "" {
+		bridge = "br-fake"
+	}
+	return engine.NetworkInfo{ID: "net-" + name, Subnet: "10.99.0.0/16", Gateway: "10.99.0.1", Bridge: bridge}, nil
+}
 
 func (f *Fake) ImageExists(_ context.Context, ref string) (bool, error) {
 	f.mu.Lock()
