@@ -4,6 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
+	"strconv"
+	"strings"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -94,12 +97,45 @@ func (netlinkPlumber) detach(host string) error {
 	return netlink.LinkDel(old)
 }
 
-// supported says whether this process can plumb: root, on Linux.
+// supported says why this process cannot plumb (nil when it can): it needs
+// CAP_NET_ADMIN for the links, CAP_SYS_ADMIN to enter a container's network
+// namespace, and CAP_SYS_PTRACE to open that namespace by the pid of a
+// process of another user. Root on the host has them all; a node in a
+// container gets them only when given (deploy/local adds them).
 func supported() error {
-	if unix.Geteuid() != 0 {
-		return errors.New("attaching containers to the bridge needs root")
+	status, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return fmt.Errorf("read capabilities: %w", err)
 	}
-	return nil
+	return capsMissing(string(status))
+}
+
+// capsMissing reads the effective capabilities of a /proc/<pid>/status.
+func capsMissing(status string) error {
+	for _, line := range strings.Split(status, "\n") {
+		hexCaps, ok := strings.CutPrefix(line, "CapEff:")
+		if !ok {
+			continue
+		}
+		eff, err := strconv.ParseUint(strings.TrimSpace(hexCaps), 16, 64)
+		if err != nil {
+			return fmt.Errorf("capabilities %q: %w", hexCaps, err)
+		}
+		var missing []string
+		for _, c := range []struct {
+			bit  uint
+			name string
+		}{{unix.CAP_NET_ADMIN, "CAP_NET_ADMIN"}, {unix.CAP_SYS_ADMIN, "CAP_SYS_ADMIN"}, {unix.CAP_SYS_PTRACE, "CAP_SYS_PTRACE"}} {
+			if eff&(1<<c.bit) == 0 {
+				missing = append(missing, c.name)
+			}
+		}
+		if len(missing) > 0 {
+			return fmt.Errorf("attaching containers to the bridge needs %s", strings.Join(missing, ", "))
+		}
+		return nil
+	}
+	return errors.New("no CapEff line in /proc/self/status")
 }
 
 // noIPv6 is the error of a kernel without IPv6, where there is nothing to turn off.

@@ -195,3 +195,31 @@ func TestNetlinkAttachFailsCleanly(t *testing.T) {
 		})
 	}
 }
+
+// TestCapsMissing pins the capability check that decides --container-network auto.
+func TestCapsMissing(t *testing.T) {
+	cases := []struct {
+		name, status, want string // want: "" for nil, else a substring of the error
+	}{
+		{"root on the host", "Name:\tx\nCapEff:\t000001ffffffffff\n", ""},
+		{"docker default caps", "CapEff:\t00000000a80425fb\n", "CAP_NET_ADMIN, CAP_SYS_ADMIN, CAP_SYS_PTRACE"},
+		{"net admin and sys admin only", "CapEff:\t0000000000201000\n", "CAP_SYS_PTRACE"},
+		{"all three", "CapEff:\t0000000000281000\n", ""},
+		{"no line", "Name:\tx\n", "no CapEff"},
+		{"garbage", "CapEff:\tzz\n", "capabilities"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			err := capsMissing(c.status)
+			if c.want == "" {
+				if err != nil {
+					t.Fatalf("got %v, want nil", err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("got %v, want an error mentioning %q", err, c.want)
+			}
+		})
+	}
+}

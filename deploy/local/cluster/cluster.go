@@ -399,14 +399,14 @@ func (c *Cluster) createNode(ctx context.Context, n *Node) (testcontainers.Conta
 	req := c.request(RoleNode, strings.TrimPrefix(n.ID, c.Name+"-"), c.WharfImage, binds)
 	// The node programs its tenant firewall (iptables) in the host's network
 	// namespace, and connects its tenant containers to its bridge itself
-	// (netattach): that enters each container's network namespace by its pid
-	// on the host, which takes the host's pid namespace and CAP_SYS_ADMIN
-	// (setns). The node holds the engine's socket: it is the host's root
-	// either way.
+	// (netattach): that opens each container's network namespace by its pid
+	// on the host (the host's pid namespace, CAP_SYS_PTRACE: the runner is
+	// another user) and enters it (CAP_SYS_ADMIN). The node holds the
+	// engine's socket: it is the host's root either way.
 	hostConfig := req.HostConfigModifier
 	req.HostConfigModifier = func(hc *container.HostConfig) {
 		hostConfig(hc)
-		hc.CapAdd = append(hc.CapAdd, "NET_ADMIN", "NET_RAW", "SYS_ADMIN")
+		hc.CapAdd = append(hc.CapAdd, "NET_ADMIN", "NET_RAW", "SYS_ADMIN", "SYS_PTRACE")
 		hc.PidMode = "host"
 	}
 	req.Labels[LabelNodeID] = n.ID
