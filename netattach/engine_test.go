@@ -504,6 +504,17 @@ func TestNewEngineLearnsAddresses(t *testing.T) {
 	if a := specOf(t, f, id).Labels[LabelIP]; a != "10.99.0.128" {
 		t.Errorf("after the labelled container went, a new one got %s, want its 10.99.0.128", a)
 	}
+	// The engine's container gives its address back too, and has no veth of the node's to remove.
+	if err := e.RemoveContainer(ctx, byEngine); err != nil {
+		t.Fatal(err)
+	}
+	if _, detached := p.snapshot(); len(detached) != 1 {
+		t.Errorf("detached %v, want the labelled container's only", detached)
+	}
+	id = mustCreate(t, e, "after-engine-remove")
+	if a := specOf(t, f, id).Labels[LabelIP]; a != engineIP.IP {
+		t.Errorf("after the engine's container went, a new one got %s, want its %s", a, engineIP.IP)
+	}
 }
 
 func TestNewEngineErrors(t *testing.T) {
