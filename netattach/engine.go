@@ -42,6 +42,9 @@ type Engine struct {
 	mu    sync.Mutex
 	alloc *allocator
 	byID  map[string]netip.Addr
+	// byEngine holds the addresses of the containers found at start that
+	// the engine connected: given back when they go, never plumbed.
+	byEngine map[string]netip.Addr
 }
 
 // Config names the network to take over and where to keep its files.
@@ -78,7 +81,7 @@ func newEngine(ctx context.Context, eng engine.Engine, cfg Config, p plumber) (*
 	}
 	e := &Engine{
 		Engine: eng, network: cfg.Network, bridge: info.Bridge, gateway: gw, bits: prefix.Bits(), plumb: p,
-		alloc: newAllocator(prefix, gw), byID: map[string]netip.Addr{},
+		alloc: newAllocator(prefix, gw), byID: map[string]netip.Addr{}, byEngine: map[string]netip.Addr{},
 	}
 	hostResolv := cfg.HostResolv
 	if hostResolv == "" {
@@ -109,6 +112,7 @@ func newEngine(ctx context.Context, eng engine.Engine, cfg Config, p plumber) (*
 			e.byID[c.ID] = a
 		} else if a, err := netip.ParseAddr(c.IP); err == nil {
 			e.alloc.mark(a, c.ID) // connected by the engine (an older Wharf)
+			e.byEngine[c.ID] = a
 		}
 	}
 	return e, nil
@@ -216,6 +220,10 @@ func (e *Engine) RemoveContainer(ctx context.Context, id string) error {
 	a, ok := e.byID[id]
 	if ok {
 		delete(e.byID, id)
+		e.alloc.release(a)
+	}
+	if a, found := e.byEngine[id]; found {
+		delete(e.byEngine, id)
 		e.alloc.release(a)
 	}
 	e.mu.Unlock()
