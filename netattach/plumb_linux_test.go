@@ -17,8 +17,8 @@ import (
 	"github.com/vishvananda/netns"
 )
 
-// testBridge is a bridge of the test's own, with the gateway's address.
-func testBridge(t *testing.T) (name string, gw netip.Prefix) {
+// realBridge is a bridge of the test's own, with the gateway's address.
+func realBridge(t *testing.T) (name string, gw netip.Prefix) {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("plumbing needs root")
@@ -86,7 +86,7 @@ func inNewNetns(t *testing.T) int {
 // derived from it, a default route via the gateway, no IPv6 address on the
 // bridge, and a host end the bridge isolates from every other isolated port.
 func TestNetlinkAttach(t *testing.T) {
-	bridge, gw := testBridge(t)
+	bridge, gw := realBridge(t)
 	pid := inNewNetns(t)
 	addr := netip.PrefixFrom(gw.Addr().Next(), gw.Bits())
 	l := link{Pid: pid, Host: "whtest" + randHex(t, 4), Bridge: bridge, Addr: addr, Gateway: gw.Addr(), MAC: macFor(addr.Addr())}
@@ -171,7 +171,7 @@ func TestNetlinkAttach(t *testing.T) {
 // TestNetlinkAttachFailsCleanly pins that a failed attach says why and
 // leaves no host end behind.
 func TestNetlinkAttachFailsCleanly(t *testing.T) {
-	bridge, gw := testBridge(t)
+	bridge, gw := realBridge(t)
 	pid := inNewNetns(t)
 	addr := netip.PrefixFrom(gw.Addr().Next(), gw.Bits())
 	p := netlinkPlumber{}
