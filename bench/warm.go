@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"strconv"
 	"time"
+
+	"github.com/wharfhq/wharf/netattach"
 )
 
 // warmTarget is one way to reach the trivial function.
@@ -48,6 +50,14 @@ func (e *env) warm(ctx context.Context, main *wnode) ([]Figure, error) {
 	info, err := e.eng.InspectContainer(ctx, out.Host)
 	if err != nil {
 		return nil, err
+	}
+	if info.IP == "" {
+		// The node connected it itself (netattach): the engine does not know
+		// the address, the container's label does.
+		info.IP = info.Labels[netattach.LabelIP]
+	}
+	if info.IP == "" {
+		return nil, fmt.Errorf("container %s has no address", out.Host)
 	}
 	const runnerHeaders = "X-Wharf-Function: f; X-Wharf-Version: 1; X-Wharf-Request-Id: bench"
 	relayAddr, stopRelay, err := e.startRelay(ctx, info.IP+":8080")
