@@ -28,13 +28,19 @@ func (e *env) burst(ctx context.Context) ([]Figure, error) {
 	}
 	const base = "Docker connects the containers"
 	what := fmt.Sprintf("%d new tenants at once, pool %d", c.burst, c.burstPool)
-	f := newFigure("burst", what+": first requests failed", "requests", float64(shipped.failures), ptr(float64(engine.failures)), base, atMost(0))
+	// A count of failures has no ratio (its baseline may be 0): the
+	// baseline's is a figure of its own.
+	f := newFigure("burst", what+": first requests failed", "requests", float64(shipped.failures), nil, "", atMost(0))
 	if shipped.first != nil {
 		f.Note = "first failure: " + shipped.first.Error()
 	}
+	fd := newFigure("burst", what+": first requests failed when "+base, "requests", float64(engine.failures), nil, "", nil)
+	if engine.first != nil {
+		fd.Note = "first failure: " + engine.first.Error()
+	}
 	rate := newFigure("burst", what+": container creation rate", "containers/s", shipped.rate(), ptr(engine.rate()), base, nil)
 	rate.Note = fmt.Sprintf("%v and %v containers created from the burst's start until the pool was full again", shipped.created, engine.created)
-	return []Figure{f,
+	return []Figure{f, fd,
 		newFigure("burst", what+": time until all served, retrying on 503", "s", shipped.allServed.Seconds(), ptr(engine.allServed.Seconds()), base, nil),
 		newFigure("burst", what+": time to served, p50", "ms", ms(shipped.served.q(0.5)), ptr(ms(engine.served.q(0.5))), base, nil),
 		newFigure("burst", what+": time to served, p99", "ms", ms(shipped.served.q(0.99)), ptr(ms(engine.served.q(0.99))), base, nil),
