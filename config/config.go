@@ -74,6 +74,7 @@ type Config struct {
 	LogHistoryLines   int           // recent log lines kept in the store per tenant
 	LogHistoryAge     time.Duration // older lines are removed
 	LogRate           int           // log lines per second a tenant may write on one node
+	LogFollowDelay    time.Duration // how long after a claim the node starts reading the container's output
 }
 
 // ByteSize is a size flag accepting "128m", "1g", "4096".
@@ -158,6 +159,7 @@ func FlagSet(cmd string, c *Config, out io.Writer) *flag.FlagSet {
 		fs.IntVar(&c.LogHistoryLines, "log-history-lines", 1000, "recent function log lines kept in the store per tenant")
 		dur(&c.LogHistoryAge, "log-history-age", 7*24*time.Hour, "function log lines older than this are removed from the store")
 		fs.IntVar(&c.LogRate, "log-rate", 100, "function log lines per second a tenant may write on one node (bursts of 2x)")
+		dur(&c.LogFollowDelay, "log-follow-delay", 250*time.Millisecond, "how long after a tenant claims a container the node starts reading its output (nothing is lost: the engine keeps it; the first request gets the CPU)")
 		isolationFlags(fs, &c.Isolation)
 		buildFlags(fs, cmd, &c.Build)
 	case CmdBuilder:
@@ -279,6 +281,9 @@ func (c Config) Validate(cmd string) error {
 		}
 		if c.LogHistoryLines < 0 || c.LogHistoryLines > 100_000 {
 			bad("--log-history-lines %d must be between 0 and 100000", c.LogHistoryLines)
+		}
+		if c.LogFollowDelay < 0 || c.LogFollowDelay > 5*time.Second {
+			bad("--log-follow-delay %v must be between 0 and 5s", c.LogFollowDelay)
 		}
 		if c.LogRate < 1 || c.LogRate > 100_000 {
 			bad("--log-rate %d must be between 1 and 100000", c.LogRate)

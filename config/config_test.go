@@ -61,6 +61,8 @@ func TestLoadErrors(t *testing.T) {
 		{"zero history age", []string{"--log-history-age", "0s"}, nil, "--log-history-age"},
 		{"negative refill hold", []string{"--pool-refill-hold", "-1s"}, nil, "--pool-refill-hold"},
 		{"huge refill hold", []string{"--pool-refill-hold", "1m"}, nil, "--pool-refill-hold"},
+		{"negative follow delay", []string{"--log-follow-delay", "-1s"}, nil, "--log-follow-delay"},
+		{"huge follow delay", []string{"--log-follow-delay", "1m"}, nil, "--log-follow-delay"},
 		{"unknown container network", []string{"--container-network", "bridge"}, nil, "--container-network"},
 	}
 	for _, c := range cases {

@@ -17,6 +17,7 @@ func (n *Node) startLogs() {
 	}
 	n.logs = tenantlog.New(tenantlog.Config{
 		NodeID: n.id, Rate: n.cfg.LogRate, HistoryLines: history, HistoryAge: n.cfg.LogHistoryAge,
+		FollowDelay: n.cfg.LogFollowDelay,
 	}, n.st, n.eng, n.log)
 	n.onStop(n.logs.Close)
 }

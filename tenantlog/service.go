@@ -54,6 +54,12 @@ type Config struct {
 	PeerPoll time.Duration
 	// Clock is the time source; default time.Now.
 	Clock func() time.Time
+	// FollowDelay is how long after Follow a container's output is first
+	// read (and its tenant looked up in the store). The output waits in the
+	// engine's log file meanwhile, read from `since` on, so nothing is lost;
+	// the tenant's first request, which runs right after the claim, does not
+	// share the CPU with the engine's log stream and the store lookup.
+	FollowDelay time.Duration
 }
 
 // Defaults of Config.
@@ -184,6 +190,15 @@ func (s *Service) Follow(tenant, containerID string, since time.Time) {
 
 func (s *Service) follow(tenant, id string, since time.Time) {
 	defer s.wg.Done()
+	if d := s.cfg.FollowDelay; d > 0 {
+		t := time.NewTimer(d)
+		select {
+		case <-t.C:
+		case <-s.ctx.Done():
+			t.Stop()
+			return
+		}
+	}
 	log := s.log.With("tenant", tenant, "container", short(id))
 	uid, ok := s.resolve(tenant, log)
 	if !ok {

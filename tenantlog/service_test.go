@@ -434,3 +434,52 @@ func TestStreamEndingEarlyIsFollowedAgain(t *testing.T) {
 		t.Fatal("still following a stopped container")
 	}
 }
+
+// Invariant: with FollowDelay, a container's output is not read before the
+// delay (the tenant's first request has the CPU), yet every line written
+// since the claim, during the delay too, reaches the tenant; and Close does
+// not wait out a delay.
+func TestFollowDelayLosesNothing(t *testing.T) {
+	st := newStore(t)
+	f := enginetest.New()
+	const delay = 300 * time.Millisecond
+	s := newService(t, st, f, Config{FollowDelay: delay})
+	sub, err := s.Subscribe(testCtx(t), "acme", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	a := startContainer(t, f, "a")
+	f.EmitLog(a, false, record("f", "r0", "log", "before the claim")) // the runner's, before the tenant had it
+	time.Sleep(5 * time.Millisecond)
+	claimed := time.Now()
+	s.Follow("acme", a, claimed)
+	f.EmitLog(a, false, record("f", "r1", "log", "during the first request"))
+	time.Sleep(delay / 2)
+	if n := f.Count("FollowLogs"); n != 0 {
+		t.Fatalf("the output was read %d times within the delay", n)
+	}
+	l := next(t, sub)
+	if l.Message != "during the first request" {
+		t.Fatalf("first line %+v, want the one written during the delay (and nothing from before the claim)", l)
+	}
+	if waited := time.Since(claimed); waited < delay {
+		t.Fatalf("the first line came %v after the claim, before the %v delay", waited, delay)
+	}
+	f.EmitLog(a, false, record("f", "r2", "log", "after the delay"))
+	if l := next(t, sub); l.Message != "after the delay" {
+		t.Fatalf("got %+v", l)
+	}
+
+	// A follow still in its delay ends with Close at once.
+	b := startContainer(t, f, "b")
+	s.Follow("acme", b, time.Now())
+	sub.Close()
+	closed := make(chan struct{})
+	go func() { s.Close(context.Background()); close(closed) }()
+	select {
+	case <-closed:
+	case <-time.After(delay / 2):
+		t.Fatal("Close waited for a follow's delay")
+	}
+}
