@@ -28,6 +28,10 @@ func (e *env) cold(ctx context.Context, n *wnode) ([]Figure, error) {
 	}{{"none", fnCode, nil}, {"deps", withDeps, deps}}
 	lat := map[string]dist{}
 	var cgi dist
+	// The slowest first request without modules, and the CPU the hypervisor
+	// took meanwhile (10 ms ticks; both CPUs summed).
+	var slowest, slowestSteal time.Duration
+	stolenDuring := 0 // first requests during which any CPU was stolen
 	for j := 0; j < c.cold; j++ {
 		if err := n.poolFull(time.Minute); err != nil {
 			return nil, err
@@ -36,12 +40,18 @@ func (e *env) cold(ctx context.Context, n *wnode) ([]Figure, error) {
 		for _, k := range kinds {
 			name := fmt.Sprintf("cold-%s-%d", k.key, j)
 			round = append(round, name)
-			d, host, err := n.firstRequest(name, k.code, k.deps)
+			d, host, steal, err := n.firstRequest(name, k.code, k.deps)
 			if err != nil {
 				return nil, err
 			}
 			used = append(used, host)
 			lat[k.key] = append(lat[k.key], d)
+			if steal > 0 {
+				stolenDuring++
+			}
+			if k.key == "none" && d > slowest {
+				slowest, slowestSteal = d, steal
+			}
 		}
 		if j < c.dockerRun {
 			d, err := e.dockerRun(ctx)
@@ -61,7 +71,8 @@ func (e *env) cold(ctx context.Context, n *wnode) ([]Figure, error) {
 			return nil, err
 		}
 	}
-	e.logf("cold: %d tenants of each kind, %d docker runs", c.cold, len(cgi))
+	e.logf("cold: %d tenants of each kind, %d docker runs; the slowest first request (%v) lost %v of CPU to the hypervisor; %d of %d lost some",
+		c.cold, len(cgi), slowest.Round(10*time.Microsecond), slowestSteal, stolenDuring, 2*c.cold)
 	none, dep := lat["none"], lat["deps"]
 	const cgiName = "docker run --rm per request"
 	depName := fmt.Sprintf("first request, function requiring %d built modules", len(deps))
@@ -72,6 +83,8 @@ func (e *env) cold(ctx context.Context, n *wnode) ([]Figure, error) {
 		newFigure("cold", depName+", p50", "ms", ms(dep.q(0.5)), ptr(ms(none.q(0.5))), "no modules", nil),
 		newFigure("cold", depName+", p99", "ms", ms(dep.q(0.99)), ptr(ms(none.q(0.99))), "no modules", nil),
 		newFigure("cold", depName+", max", "ms", ms(dep.max()), ptr(ms(none.max())), "no modules", nil),
+		newFigure("cold", "CPU stolen by the hypervisor during the slowest first request (both CPUs, 10 ms ticks)", "ms", ms(slowestSteal), nil, "", nil),
+		newFigure("cold", "first requests during which the hypervisor stole CPU", "requests", float64(stolenDuring), nil, "", nil),
 	}, nil
 }
 
@@ -98,21 +111,24 @@ func (e *env) gone(ctx context.Context, ids []string) error {
 
 // firstRequest creates a tenant with one function, waits for a full pool and
 // times the tenant's first request: a cold start from a warm pool. It also
-// returns the container that served it (the function answers its hostname).
-func (n *wnode) firstRequest(tenant, code string, deps map[string]string) (time.Duration, string, error) {
+// returns the container that served it (the function answers its hostname)
+// and the CPU the hypervisor stole while the request ran.
+func (n *wnode) firstRequest(tenant, code string, deps map[string]string) (d time.Duration, host string, steal time.Duration, err error) {
 	if err := n.tenantWith(tenant, code, deps); err != nil {
-		return 0, "", err
+		return 0, "", 0, err
 	}
 	if err := n.poolFull(time.Minute); err != nil {
-		return 0, "", err
+		return 0, "", 0, err
 	}
+	st0 := stolen()
 	d, body, err := timeGet(n.URL + "/run/" + tenant + "/f")
+	steal = stolen() - st0
 	if err != nil {
-		return d, "", err
+		return d, "", steal, err
 	}
 	var out struct{ Host string }
 	if err := json.Unmarshal(body, &out); err != nil || out.Host == "" {
-		return d, "", fmt.Errorf("%s answered %q", tenant, body)
+		return d, "", steal, fmt.Errorf("%s answered %q", tenant, body)
 	}
-	return d, out.Host, nil
+	return d, out.Host, steal, nil
 }

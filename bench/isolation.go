@@ -35,7 +35,7 @@ func (e *env) isolation(ctx context.Context) ([]Figure, error) {
 	cold := map[string]dist{}
 	for j := 0; j < e.counts().isolationCold; j++ {
 		for _, key := range []string{"hard", "loose"} {
-			d, _, err := nodes[key].firstRequest(fmt.Sprintf("cold-%d", j), fnCode, nil)
+			d, _, _, err := nodes[key].firstRequest(fmt.Sprintf("cold-%d", j), fnCode, nil)
 			if err != nil {
 				return nil, err
 			}

@@ -172,7 +172,7 @@ func (e *env) counts() counts {
 			modules: []module{{"ms", "2.1.3"}}, coldDeps: []string{"ms"}, creates: 2, isolationCold: 2}
 	}
 	return counts{warmUp: time.Second, warmRun: 2 * time.Second, warmRounds: 3,
-		cold: 30, dockerRun: 10, burst: 100, burstPool: 8, density: 10,
+		cold: 100, dockerRun: 10, burst: 100, burstPool: 8, density: 10,
 		modules:  []module{{"ms", "2.1.3"}, {"escape-html", "1.0.3"}, {"debug", "4.3.4"}, {"lodash", "4.17.21"}},
 		coldDeps: []string{"ms", "debug", "escape-html"}, creates: 30, isolationCold: 20}
 }
