@@ -85,8 +85,16 @@ func TestDist(t *testing.T) {
 	for i := 100; i >= 1; i-- {
 		d = append(d, time.Duration(i)*time.Millisecond)
 	}
-	if d.q(0.5) != 51*time.Millisecond || d.q(0.99) != 100*time.Millisecond || d.max() != 100*time.Millisecond {
+	// Nearest rank: of 1..100 ms, p50 is 50 ms and p99 is 99 ms, not the largest.
+	if d.q(0.5) != 50*time.Millisecond || d.q(0.99) != 99*time.Millisecond || d.max() != 100*time.Millisecond {
 		t.Errorf("q50 %v q99 %v max %v", d.q(0.5), d.q(0.99), d.max())
+	}
+	// Of 30, p99 is the largest; of 3, p50 is the middle one.
+	if got := d[70:].q(0.99); got != 30*time.Millisecond {
+		t.Errorf("q99 of 30 = %v", got)
+	}
+	if got := (dist{3, 1, 2}).q(0.5); got != 2 {
+		t.Errorf("q50 of 3 = %v", got)
 	}
 	if median([]float64{3, 1, 2}) != 2 || median(nil) != 0 {
 		t.Error("median")

@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"math"
 	"slices"
 	"time"
 )
@@ -15,7 +16,10 @@ func (d dist) q(p float64) time.Duration {
 	}
 	s := slices.Clone(d)
 	slices.Sort(s)
-	return s[min(len(s)-1, int(p*float64(len(s))))]
+	// Nearest rank: the smallest value with at least p of the samples at or
+	// below it (of 100 samples, p99 is the 99th, not the largest).
+	i := int(math.Ceil(p*float64(len(s)))) - 1
+	return s[max(0, min(len(s)-1, i))]
 }
 
 func (d dist) max() time.Duration {
