@@ -32,6 +32,7 @@ func (e *env) cold(ctx context.Context, n *wnode) ([]Figure, error) {
 	// took meanwhile (10 ms ticks; both CPUs summed).
 	var slowest, slowestSteal time.Duration
 	stolenDuring := 0 // first requests during which any CPU was stolen
+	var calm dist     // first requests without modules during which none was
 	for j := 0; j < c.cold; j++ {
 		if err := n.poolFull(time.Minute); err != nil {
 			return nil, err
@@ -48,6 +49,8 @@ func (e *env) cold(ctx context.Context, n *wnode) ([]Figure, error) {
 			lat[k.key] = append(lat[k.key], d)
 			if steal > 0 {
 				stolenDuring++
+			} else if k.key == "none" {
+				calm = append(calm, d)
 			}
 			if k.key == "none" && d > slowest {
 				slowest, slowestSteal = d, steal
@@ -85,6 +88,7 @@ func (e *env) cold(ctx context.Context, n *wnode) ([]Figure, error) {
 		newFigure("cold", depName+", max", "ms", ms(dep.max()), ptr(ms(none.max())), "no modules", nil),
 		newFigure("cold", "CPU stolen by the hypervisor during the slowest first request (both CPUs, 10 ms ticks)", "ms", ms(slowestSteal), nil, "", nil),
 		newFigure("cold", "first requests during which the hypervisor stole CPU", "requests", float64(stolenDuring), nil, "", nil),
+		newFigure("cold", fmt.Sprintf("first request, new tenant, p99 of the %d during which no CPU was stolen", len(calm)), "ms", ms(calm.q(0.99)), nil, "", nil),
 	}, nil
 }
 
