@@ -47,6 +47,9 @@ func (e *env) cold(ctx context.Context, n *wnode) ([]Figure, error) {
 			}
 			used = append(used, host)
 			lat[k.key] = append(lat[k.key], d)
+			if d > 30*time.Millisecond {
+				e.logf("cold: slow first request: %s took %v (%v of CPU stolen meanwhile)", name, d.Round(10*time.Microsecond), steal)
+			}
 			if steal > 0 {
 				stolenDuring++
 			} else if k.key == "none" {

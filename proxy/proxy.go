@@ -80,10 +80,10 @@ type call struct {
 	timeout context.Context // carries the function's deadline
 	ms      int             // the effective timeout, for the 504 message
 
-	cold                        bool
-	claim, provision, firstByte time.Duration
-	maxReq, maxResp             int64 // this function's body limits (its own, capped by the node's)
-	sent                        time.Time
+	cold                                bool
+	lookup, claim, provision, firstByte time.Duration
+	maxReq, maxResp                     int64 // this function's body limits (its own, capped by the node's)
+	sent                                time.Time
 }
 
 // New returns a proxy.
@@ -143,6 +143,12 @@ func (p *Proxy) serve(c echo.Context) error {
 		w.Header().Set(hdrSource, "proxy")
 		status = errs.StatusOf(err)
 	}
+	if cl.cold && cl.a != nil {
+		// Once per tenant and node: where a first request's time went.
+		p.log.Info("cold start", "tenant", c.Param("tenant"), "function", c.Param("name"), "status", status,
+			"total_ms", ms(time.Since(start)), "lookup_ms", ms(cl.lookup), "claim_ms", ms(cl.claim),
+			"provision_ms", ms(cl.provision), "first_byte_ms", ms(cl.firstByte))
+	}
 	if o := p.cfg.Observer; o != nil {
 		o.Request(c.Param("tenant"), cl.cold, status, time.Since(start))
 		if cl.cold && cl.a != nil {
@@ -160,6 +166,9 @@ func (p *Proxy) serve(c echo.Context) error {
 	return err
 }
 
+// ms is a duration in milliseconds, to 3 decimals, for logs.
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
 func (p *Proxy) route(c echo.Context, cl *call) error {
 	req, w := c.Request(), c.Response()
 	tenant, name := c.Param("tenant"), c.Param("name")
@@ -169,7 +178,9 @@ func (p *Proxy) route(c echo.Context, cl *call) error {
 	if req.ContentLength > p.cfg.MaxBodyBytes {
 		return bodyTooLarge(p.cfg.MaxBodyBytes)
 	}
+	tl := time.Now()
 	fn, err := p.fns.Get(req.Context(), tenant, name)
+	cl.lookup = time.Since(tl)
 	if errors.Is(err, catalog.ErrNotFound) {
 		return errs.NotFound("function_not_found", "No function %q for tenant %q.", name, tenant)
 	} else if err != nil {
