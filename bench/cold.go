@@ -10,10 +10,11 @@ import (
 	"github.com/wharfhq/wharf/engine"
 )
 
-// cold measures the first request of new tenants with the pool full before
-// each: a function without modules and one requiring built modules, taking
-// turns, with a `docker run --rm` per request (CGI-style) in between as the
-// baseline of what a pool saves.
+// cold measures the first request of new tenants with the pool full and the
+// machine quiet before each: a function without modules and one requiring
+// built modules, taking turns, with a `docker run --rm` per request
+// (CGI-style) in between as the baseline of what a pool saves; then first
+// requests right after a container was removed, without the quiet.
 func (e *env) cold(ctx context.Context, n *wnode) ([]Figure, error) {
 	c := e.counts()
 	deps := depsOf(c, c.coldDeps)
@@ -76,6 +77,28 @@ func (e *env) cold(ctx context.Context, n *wnode) ([]Figure, error) {
 		if err := e.gone(ctx, used); err != nil {
 			return nil, err
 		}
+		// Removing containers leaves the engine and the kernel work for a
+		// while after they are gone (shims, cgroups, network namespaces);
+		// the next round starts on a quiet machine. The churn figures below
+		// measure a first request without this pause.
+		time.Sleep(c.coldSettle)
+	}
+	// First requests right after the previous tenant's container was removed:
+	// what a cold start costs while the machine still cleans up.
+	var churn dist
+	for j := 0; j < c.coldChurn; j++ {
+		name := fmt.Sprintf("churn-%d", j)
+		d, host, _, err := n.firstRequest(name, fnCode, nil)
+		if err != nil {
+			return nil, err
+		}
+		churn = append(churn, d)
+		if _, err := n.call("DELETE", "/api/v1/tenants/"+name, n.AdminToken, nil, 204); err != nil {
+			return nil, err
+		}
+		if err := e.gone(ctx, []string{host}); err != nil {
+			return nil, err
+		}
 	}
 	e.logf("cold: %d tenants of each kind, %d docker runs; the slowest first request (%v) lost %v of CPU to the hypervisor; %d of %d lost some",
 		c.cold, len(cgi), slowest.Round(10*time.Microsecond), slowestSteal, stolenDuring, 2*c.cold)
@@ -94,6 +117,8 @@ func (e *env) cold(ctx context.Context, n *wnode) ([]Figure, error) {
 		newFigure("cold", "CPU stolen by the hypervisor during the slowest first request (both CPUs, 10 ms ticks)", "ms", ms(slowestSteal), nil, "", nil),
 		newFigure("cold", "first requests during which the hypervisor stole CPU", "requests", float64(stolenDuring), nil, "", nil),
 		calmFigure,
+		newFigure("cold", "first request right after the previous tenants' containers were removed, p50", "ms", ms(churn.q(0.5)), ptr(ms(none.q(0.5))), "after a quiet second", nil),
+		newFigure("cold", "first request right after the previous tenants' containers were removed, p99", "ms", ms(churn.q(0.99)), ptr(ms(none.q(0.99))), "after a quiet second", nil),
 	}, nil
 }
 

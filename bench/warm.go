@@ -155,6 +155,8 @@ type counts struct {
 	warmUp, warmRun  time.Duration
 	warmRounds       int
 	cold, dockerRun  int
+	coldChurn        int           // first requests right after the previous tenant's container was removed
+	coldSettle       time.Duration // quiet time after a round's containers are removed
 	burst, burstPool int
 	density          int
 	modules          []module // built one at a time, in this order
@@ -168,11 +170,11 @@ type module struct{ name, version string }
 func (e *env) counts() counts {
 	if e.opts.Quick {
 		return counts{warmUp: 100 * time.Millisecond, warmRun: 200 * time.Millisecond, warmRounds: 1,
-			cold: 3, dockerRun: 2, burst: 4, burstPool: 2, density: 2,
+			cold: 3, dockerRun: 2, coldChurn: 2, coldSettle: 100 * time.Millisecond, burst: 4, burstPool: 2, density: 2,
 			modules: []module{{"ms", "2.1.3"}}, coldDeps: []string{"ms"}, creates: 2, isolationCold: 2}
 	}
 	return counts{warmUp: time.Second, warmRun: 2 * time.Second, warmRounds: 3,
-		cold: 100, dockerRun: 10, burst: 100, burstPool: 8, density: 10,
+		cold: 100, dockerRun: 10, coldChurn: 30, coldSettle: time.Second, burst: 100, burstPool: 8, density: 10,
 		modules:  []module{{"ms", "2.1.3"}, {"escape-html", "1.0.3"}, {"debug", "4.3.4"}, {"lodash", "4.17.21"}},
 		coldDeps: []string{"ms", "debug", "escape-html"}, creates: 30, isolationCold: 20}
 }
