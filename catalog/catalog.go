@@ -76,16 +76,17 @@ var ErrNotFound = store.ErrNotFound
 // Get returns the current version of tenant's function name.
 func (c *Catalog) Get(ctx context.Context, tenant, name string) (*Function, error) {
 	k := key(tenant, name)
-	c.mu.RLock()
-	e, ok := c.entries[k]
-	c.mu.RUnlock()
-	if ok {
-		if e.fn == nil {
-			return nil, fmt.Errorf("function %s: %w", k, ErrNotFound)
-		}
-		return e.fn, nil
+	if fn, ok, err := c.cached(k); ok {
+		return fn, err
 	}
-	ch := c.sf.DoChan(k, func() (any, error) { return c.load(tenant, name) })
+	ch := c.sf.DoChan(k, func() (any, error) {
+		// A caller that missed just before another's load stored its result
+		// starts a new flight after it: the cache answers it, not the store.
+		if fn, ok, err := c.cached(k); ok {
+			return fn, err
+		}
+		return c.load(tenant, name)
+	})
 	select {
 	case r := <-ch:
 		if r.Err != nil {
@@ -95,6 +96,20 @@ func (c *Catalog) Get(ctx context.Context, tenant, name string) (*Function, erro
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
+}
+
+// cached is what the cache knows of k: ok is false on a miss.
+func (c *Catalog) cached(k string) (fn *Function, ok bool, err error) {
+	c.mu.RLock()
+	e, ok := c.entries[k]
+	c.mu.RUnlock()
+	if !ok {
+		return nil, false, nil
+	}
+	if e.fn == nil {
+		return nil, true, fmt.Errorf("function %s: %w", k, ErrNotFound)
+	}
+	return e.fn, true, nil
 }
 
 func (c *Catalog) load(tenant, name string) (*Function, error) {
