@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"fmt"
+	"time"
 )
 
 // isolation measures what Wharf's seccomp profile, firewall rules and pids
@@ -33,8 +34,15 @@ func (e *env) isolation(ctx context.Context) ([]Figure, error) {
 		return nil, err
 	}
 	cold := map[string]dist{}
+	other := map[string]string{"hard": "loose", "loose": "hard"}
 	for j := 0; j < e.counts().isolationCold; j++ {
 		for _, key := range []string{"hard", "loose"} {
+			// The other node refills the container its last first request
+			// took: wait for it, so neither cold start shares the CPU with
+			// the other node's container creation.
+			if err := nodes[other[key]].poolFull(time.Minute); err != nil {
+				return nil, err
+			}
 			d, _, _, err := nodes[key].firstRequest(fmt.Sprintf("cold-%d", j), fnCode, nil)
 			if err != nil {
 				return nil, err

@@ -210,11 +210,7 @@ func checkBuildNetwork(t *testing.T, network string, logs func() string) {
 	l := newLab(t)
 	defer l.removeAll()
 	hostPort, hostHits := countingListener(t, "0.0.0.0:0")
-	bridgeNet, err := l.eng.InspectNetwork(context.Background(), "bridge")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dockerGW := bridgeNet.Gateway
+	dockerGW := defaultBridgeGateway(t, l.eng)
 	neighbour := l.server(network)
 	private := l.server("")
 
@@ -333,4 +329,33 @@ func TestBuilderBuildNetwork(t *testing.T) {
 	if left := buildNetworkLeft(t, id); len(left) != 0 {
 		t.Fatalf("left after the builder stopped: %v", left)
 	}
+}
+
+// defaultBridgeGateway is the host's address on Docker's default bridge. A
+// freshly started Docker 20.10 may list no gateway in the default network's
+// IPAM config; the bridge interface itself (docker0) then has the address.
+func defaultBridgeGateway(t *testing.T, eng engine.Engine) string {
+	t.Helper()
+	info, err := eng.InspectNetwork(context.Background(), "bridge")
+	if err == nil {
+		return info.Gateway
+	}
+	if info.Bridge == "" {
+		t.Fatal(err)
+	}
+	ifc, ierr := net.InterfaceByName(info.Bridge)
+	if ierr != nil {
+		t.Fatalf("%v; and its bridge: %v", err, ierr)
+	}
+	addrs, ierr := ifc.Addrs()
+	if ierr != nil {
+		t.Fatalf("%v; and its bridge: %v", err, ierr)
+	}
+	for _, a := range addrs {
+		if ipn, ok := a.(*net.IPNet); ok && ipn.IP.To4() != nil {
+			return ipn.IP.String()
+		}
+	}
+	t.Fatalf("%v; and its bridge %s has no IPv4 address", err, info.Bridge)
+	return ""
 }
