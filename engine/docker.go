@@ -10,10 +10,12 @@ import (
 	"strings"
 	"time"
 
+	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/build"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/events"
 	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/client"
 	"github.com/docker/docker/pkg/jsonmessage"
@@ -339,6 +341,33 @@ func (d *Docker) BuildImage(ctx context.Context, tag string, buildContext io.Rea
 		return fmt.Errorf("build image %s: %w", tag, err)
 	}
 	return nil
+}
+
+func (d *Docker) PruneImages(ctx context.Context, labels map[string]string, createdBefore time.Time) (int, error) {
+	if len(labels) == 0 {
+		return 0, errors.New("prune images: no labels (they tell our images from anyone else's)")
+	}
+	f := labelFilter(labels)
+	f.Add("dangling", "true")
+	imgs, err := d.cli.ImageList(ctx, image.ListOptions{Filters: f})
+	if err != nil {
+		return 0, fmt.Errorf("prune images: %w", err)
+	}
+	removed := 0
+	for _, img := range imgs {
+		if !time.Unix(img.Created, 0).Before(createdBefore) {
+			continue
+		}
+		// No force: an image a container still uses stays (a conflict).
+		if _, err := d.cli.ImageRemove(ctx, img.ID, image.RemoveOptions{PruneChildren: true}); err != nil {
+			if cerrdefs.IsNotFound(err) || cerrdefs.IsConflict(err) {
+				continue // another node pruned it first, or a container uses it
+			}
+			return removed, fmt.Errorf("prune images: remove %s: %w", img.ID, err)
+		}
+		removed++
+	}
+	return removed, nil
 }
 
 func (d *Docker) Events(ctx context.Context, labels map[string]string) (<-chan Event, <-chan error) {

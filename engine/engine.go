@@ -162,6 +162,10 @@ type Engine interface {
 	ImageExists(ctx context.Context, ref string) (bool, error)
 	// BuildImage builds an image from a tar build context containing a Dockerfile at its root.
 	BuildImage(ctx context.Context, tag string, buildContext io.Reader, labels map[string]string) error
+	// PruneImages removes the untagged images carrying all the labels that
+	// were created before the given time and that no container uses; it
+	// returns how many it removed.
+	PruneImages(ctx context.Context, labels map[string]string, createdBefore time.Time) (int, error)
 
 	// Events streams container events for containers carrying all the given labels
 	// until ctx ends. The error channel yields one error if the stream breaks.

@@ -1,6 +1,7 @@
 package images
 
 import (
+	"archive/tar"
 	"bytes"
 	"context"
 	"fmt"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/client"
 	"github.com/docker/docker/pkg/stdcopy"
@@ -33,20 +35,27 @@ func (c *countingEngine) BuildImage(ctx context.Context, tag string, r io.Reader
 	return c.Engine.BuildImage(ctx, tag, r, labels)
 }
 
-// TestDockerRuntimeImage builds the runtime image in the local Docker engine
-// and runs node and npm in hardened containers of it.
-func TestDockerRuntimeImage(t *testing.T) {
+// realDocker connects to the local engine, closed at the test's end; without
+// one answering the test is skipped.
+func realDocker(t *testing.T) *engine.Docker {
+	t.Helper()
 	if out, err := exec.Command("docker", "info").CombinedOutput(); err != nil {
 		t.Skipf("skipping the real-Docker test: `docker info` failed (%v): %s", err, firstLine(out))
 	}
-	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
-	defer cancel()
-
 	d, err := engine.NewDocker()
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { d.Close() })
+	return d
+}
+
+// TestDockerRuntimeImage builds the runtime image in the local Docker engine
+// and runs node and npm in hardened containers of it.
+func TestDockerRuntimeImage(t *testing.T) {
+	d := realDocker(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
+	defer cancel()
 	cli := d.Client()
 	eng := &countingEngine{Engine: d}
 
@@ -235,4 +244,88 @@ func hostOutput(t *testing.T, name string, args ...string) string {
 func firstLine(b []byte) string {
 	s, _, _ := strings.Cut(strings.TrimSpace(string(b)), "\n")
 	return s
+}
+
+// Invariant: PruneImages removes the untagged copies of an image a
+// concurrent build leaves behind (its labels, older than the cut-off) and
+// nothing else: not the tagged image, not a copy younger than the cut-off, not
+// one a container uses.
+func TestDockerPruneImages(t *testing.T) {
+	d := realDocker(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	cli := d.Client()
+	id := strconv.FormatInt(time.Now().UnixNano(), 36)
+	labels := map[string]string{engine.LabelImage: "prunetest-" + id}
+	tag := "wharf-prunetest:" + id
+	byLabel := filters.NewArgs(filters.Arg("label", engine.LabelImage+"="+labels[engine.LabelImage]))
+	t.Cleanup(func() {
+		imgs, _ := cli.ImageList(context.Background(), image.ListOptions{All: true, Filters: byLabel})
+		for _, img := range imgs {
+			_, _ = cli.ImageRemove(context.Background(), img.ID, image.RemoveOptions{Force: true, PruneChildren: true})
+		}
+	})
+	build := func(content string) string {
+		t.Helper()
+		if err := d.BuildImage(ctx, tag, bytes.NewReader(tarOf(t, map[string]string{
+			"Dockerfile": "FROM scratch\nCOPY f /f\n", "f": content})), labels); err != nil {
+			t.Fatal(err)
+		}
+		ins, err := cli.ImageInspect(ctx, tag)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ins.ID
+	}
+	exists := func(ref string) bool {
+		_, err := cli.ImageInspect(ctx, ref)
+		return err == nil
+	}
+	first := build("one")
+	second := build("two") // takes the tag: first is now an untagged copy
+	if first == second {
+		t.Fatal("both builds gave one image")
+	}
+	if n, err := d.PruneImages(ctx, labels, time.Now().Add(-time.Hour)); err != nil || n != 0 || !exists(first) {
+		t.Fatalf("copy younger than the cut-off: removed %d (%v), still there: %v", n, err, exists(first))
+	}
+	c, err := cli.ContainerCreate(ctx, &container.Config{Image: first, Cmd: []string{"/f"},
+		Labels: map[string]string{engine.LabelNode: "prunetest-" + id}}, nil, nil, nil, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err := d.PruneImages(ctx, labels, time.Now().Add(time.Minute)); err != nil || n != 0 || !exists(first) {
+		t.Fatalf("copy a container uses: removed %d (%v), still there: %v", n, err, exists(first))
+	}
+	if err := cli.ContainerRemove(ctx, c.ID, container.RemoveOptions{Force: true}); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := d.PruneImages(ctx, labels, time.Now().Add(time.Minute)); err != nil || n != 1 || exists(first) {
+		t.Fatalf("unused copy: removed %d (%v), still there: %v", n, err, exists(first))
+	}
+	if !exists(second) || !exists(tag) {
+		t.Fatal("the tagged image was removed")
+	}
+	if _, err := d.PruneImages(ctx, nil, time.Now()); err == nil {
+		t.Fatal("PruneImages without labels would touch other images; want an error")
+	}
+}
+
+// tarOf is a build context holding the files.
+func tarOf(t *testing.T, files map[string]string) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	for name, body := range files {
+		if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: int64(len(body))}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tw.Write([]byte(body)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
 }

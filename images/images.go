@@ -80,16 +80,38 @@ func Ensure(ctx context.Context, eng engine.Engine, opts Options, logger *slog.L
 	if err != nil {
 		return Image{}, fmt.Errorf("build runtime image: check whether %s exists: %w", img.Tag, err)
 	}
+	labels := map[string]string{engine.LabelImage: hash}
 	if exists {
 		logger.Debug("runtime image present", "tag", img.Tag)
+		pruneCopies(ctx, eng, labels, logger)
 		return img, nil
 	}
 	start := time.Now()
 	logger.Info("building runtime image", "tag", img.Tag, "context_bytes", len(tarBytes))
-	labels := map[string]string{engine.LabelImage: hash}
 	if err := eng.BuildImage(ctx, img.Tag, bytes.NewReader(tarBytes), labels); err != nil {
 		return Image{}, fmt.Errorf("build runtime image: %w", err)
 	}
 	logger.Info("built runtime image", "tag", img.Tag, "duration", time.Since(start).Round(time.Millisecond))
+	pruneCopies(ctx, eng, labels, logger)
 	return img, nil
+}
+
+// copyGrace is how old an untagged copy of the image must be before it is
+// removed: far longer than a build takes from commit to tag, so a build
+// racing this one never loses its image before it is tagged.
+const copyGrace = time.Minute
+
+// pruneCopies removes untagged copies of this image. Processes that start
+// together (nodes, test packages) may all find the image missing and build it;
+// the last build keeps the tag and each other one leaves an untagged copy of
+// about 100 MB that nothing will use again. It is best effort: a copy that
+// stays costs disk, not correctness.
+func pruneCopies(ctx context.Context, eng engine.Engine, labels map[string]string, logger *slog.Logger) {
+	n, err := eng.PruneImages(ctx, labels, time.Now().Add(-copyGrace))
+	if err != nil {
+		logger.Warn("could not remove untagged copies of the runtime image", "err", err)
+	}
+	if n > 0 {
+		logger.Info("removed untagged copies of the runtime image", "count", n)
+	}
 }

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/wharfhq/wharf/engine"
 	"github.com/wharfhq/wharf/images/runner"
@@ -330,6 +331,12 @@ type fakeEngine struct {
 
 	checked []string
 	builds  []fakeBuild
+	prunes  []fakePrune
+}
+
+type fakePrune struct {
+	labels map[string]string
+	before time.Time
 }
 
 type fakeBuild struct {
@@ -343,6 +350,11 @@ func (f *fakeEngine) ImageExists(_ context.Context, ref string) (bool, error) {
 	return f.exists, f.existsErr
 }
 
+func (f *fakeEngine) PruneImages(_ context.Context, labels map[string]string, before time.Time) (int, error) {
+	f.prunes = append(f.prunes, fakePrune{labels, before})
+	return 0, nil
+}
+
 func (f *fakeEngine) BuildImage(_ context.Context, tag string, r io.Reader, labels map[string]string) error {
 	b, err := io.ReadAll(r)
 	if err != nil {
@@ -350,6 +362,22 @@ func (f *fakeEngine) BuildImage(_ context.Context, tag string, r io.Reader, labe
 	}
 	f.builds = append(f.builds, fakeBuild{tag, b, labels})
 	return f.buildErr
+}
+
+// checkPrune: Ensure removed untagged copies of exactly this image (its
+// label), and only those older than a build could take from commit to tag.
+func checkPrune(t *testing.T, eng *fakeEngine, hash string) {
+	t.Helper()
+	if len(eng.prunes) != 1 {
+		t.Fatalf("%d PruneImages calls, want 1", len(eng.prunes))
+	}
+	p := eng.prunes[0]
+	if len(p.labels) != 1 || p.labels[engine.LabelImage] != hash {
+		t.Errorf("pruned labels %v, want {%s: %s}", p.labels, engine.LabelImage, hash)
+	}
+	if age := time.Since(p.before); age < copyGrace || age > copyGrace+time.Minute {
+		t.Errorf("pruned copies created before %v ago, want %v", age, copyGrace)
+	}
 }
 
 func testLogger(t *testing.T) *slog.Logger {
@@ -376,6 +404,7 @@ func TestEnsure(t *testing.T) {
 		if len(eng.builds) != 0 {
 			t.Errorf("built although the image exists")
 		}
+		checkPrune(t, eng, hash)
 	})
 
 	t.Run("missing", func(t *testing.T) {
@@ -400,6 +429,7 @@ func TestEnsure(t *testing.T) {
 		if !bytes.Equal(b.context, ctxBytes) {
 			t.Errorf("build context differs from Context()")
 		}
+		checkPrune(t, eng, hash)
 	})
 
 	t.Run("errors", func(t *testing.T) {
@@ -411,6 +441,9 @@ func TestEnsure(t *testing.T) {
 			_, err := Ensure(t.Context(), eng, opts, nil)
 			if !errors.Is(err, boom) || !strings.HasPrefix(err.Error(), "build runtime image: ") {
 				t.Errorf("%s: err = %v", name, err)
+			}
+			if len(eng.prunes) != 0 {
+				t.Errorf("%s: pruned images after a failure: %v", name, eng.prunes)
 			}
 		}
 		eng := &fakeEngine{}

@@ -294,6 +294,14 @@ func (f *Fake) BuildImage(_ context.Context, tag string, r io.Reader, _ map[stri
 	return nil
 }
 
+// PruneImages removes nothing: the fake keeps no untagged images.
+func (f *Fake) PruneImages(context.Context, map[string]string, time.Time) (int, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.call("PruneImages")
+	return 0, nil
+}
+
 func (f *Fake) Events(ctx context.Context, labels map[string]string) (<-chan engine.Event, <-chan error) {
 	ch := make(chan engine.Event, 64)
 	f.mu.Lock()
