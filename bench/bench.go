@@ -70,7 +70,7 @@ func Run(ctx context.Context, opts Options) (Results, error) {
 		"image":            e.image.Tag,
 		"node":             "wharf serve (built binary), --log-level warn, defaults otherwise; main node --pool-size 4",
 		"tenant_limits":    fmt.Sprintf("%d MiB, %v CPU, %d pids, %d open files", int64(e.cfg.ContainerMemory)>>20, e.cfg.ContainerCPUs, e.cfg.ContainerPids, e.cfg.ContainerNoFile),
-		"warm":             fmt.Sprintf("%d rounds of %v per target and connection count, targets taking turns, after %v of warm-up each; medians of the rounds", c.warmRounds, c.warmRun, c.warmUp),
+		"warm":             fmt.Sprintf("%d rounds of %v per target and connection count, targets taking turns, after %v of warm-up each; medians of the rounds, overheads the median of each round's difference", c.warmRounds, c.warmRun, c.warmUp),
 		"cold":             fmt.Sprintf("%d new tenants per kind, kinds taking turns, pool full and %v of quiet after the previous round's containers are removed; %d docker runs in between; then %d first requests right after a removal", c.cold, c.coldSettle, c.dockerRun, c.coldChurn),
 		"burst":            fmt.Sprintf("%d tenants created, then one first request each sent at once; --pool-size %d --pool-max %d; then the same on a node with --container-network engine (the baseline)", c.burst, c.burstPool, c.burstPool),
 		"density":          fmt.Sprintf("%d tenants, each after its first request, idle 3 s", c.density),

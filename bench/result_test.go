@@ -101,6 +101,24 @@ func TestDist(t *testing.T) {
 	}
 }
 
+// The overhead is the median of each round's difference, not the difference
+// of the medians: a round the whole machine was slow in cancels out.
+func TestMedianDiff(t *testing.T) {
+	l := loadResults{
+		"wharf": {1: {{P50ms: 0.30}, {P50ms: 0.90}, {P50ms: 0.20}}},
+		"bare":  {1: {{P50ms: 0.10}, {P50ms: 0.80}, {P50ms: 0.15}}},
+	}
+	if got := l.medianDiff(p50of, "wharf", "bare", 1); math.Abs(got-0.1) > 1e-9 {
+		t.Errorf("median of the differences = %v, want 0.1", got)
+	}
+	if got := l.median(p50of, "wharf", 1) - l.median(p50of, "bare", 1); math.Abs(got-0.1) < 1e-9 {
+		t.Errorf("the difference of the medians (%v) should differ here", got)
+	}
+	if got := l.medianDiff(p50of, "wharf", "none", 1); got != 0 {
+		t.Errorf("no rounds: %v", got)
+	}
+}
+
 func TestResultsOutput(t *testing.T) {
 	r := Results{Machine: Machine{Cores: 2}, Figures: []Figure{
 		newFigure("warm", "16 conns throughput", "req/s", 400, ptr(1000), "bare", ratioAtLeast(0.5)),
