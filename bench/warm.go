@@ -99,6 +99,9 @@ func (e *env) warm(ctx context.Context, main *wnode) ([]Figure, error) {
 		newFigure("warm", "16 conns throughput, runner direct (no proxy)", "req/s", m(rpsOf, "direct", 16), base(rpsOf, "bare", 16), bare, nil),
 		newFigure("warm", "16 conns throughput, runner behind a byte relay", "req/s", m(rpsOf, "relay", 16), base(rpsOf, "direct", 16), "runner direct", nil),
 		newFigure("warm", "16 conns throughput, Wharf vs byte relay", "req/s", m(rpsOf, "wharf", 16), base(rpsOf, "relay", 16), "runner behind a byte relay", nil),
+		// No baseline: a machine with nothing stolen has a zero one.
+		newFigure("warm", "CPU stolen by the hypervisor during Wharf's 16-conn runs (share of every CPU)", "%", 100*m(stolenOf, "wharf", 16), nil, "", nil),
+		newFigure("warm", "CPU stolen by the hypervisor during the bare server's 16-conn runs (tenant limits)", "%", 100*m(stolenOf, "bare", 16), nil, "", nil),
 		newFigure("warm", raisedName+"16 conns throughput", "req/s", m(rpsOf, "raised", 16), base(rpsOf, "bareUnlimited", 16), bareU, nil),
 		newFigure("warm", raisedName+"1 conn p50", "ms", m(p50of, "raised", 1), base(p50of, "bareUnlimited", 1), bareU, nil),
 	}, nil
@@ -107,6 +110,10 @@ func (e *env) warm(ctx context.Context, main *wnode) ([]Figure, error) {
 func rpsOf(r lgResult) float64 { return r.RPS }
 func p50of(r lgResult) float64 { return r.P50ms }
 func p99of(r lgResult) float64 { return r.P99ms }
+
+// stolenOf: a CPU-bound path (Wharf's node) loses throughput to stolen CPU
+// that a path held to its CPU quota (the bare server, 0.5 CPU) barely notices.
+func stolenOf(r lgResult) float64 { return r.StolenShare }
 
 // loadResults are the load generator's results per target and connection
 // count, one per round.
