@@ -127,10 +127,11 @@ func (e *env) removeBare(id string) {
 	}
 }
 
-// startRelay runs bench/relay in front of to and returns its address and a
-// function that stops it.
-func (e *env) startRelay(ctx context.Context, to string) (string, func(), error) {
-	cmd := exec.Command(e.relay, "-listen", "127.0.0.1:0", "-to", to)
+// startRelay runs bench/relay in front of to (a byte relay, or with asHTTP a
+// plain httputil.ReverseProxy) and returns its address and a function that
+// stops it.
+func (e *env) startRelay(ctx context.Context, to string, asHTTP bool) (string, func(), error) {
+	cmd := exec.Command(e.relay, "-listen", "127.0.0.1:0", "-to", to, "-http="+strconv.FormatBool(asHTTP))
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		return "", nil, err

@@ -18,10 +18,10 @@ type warmTarget struct {
 // warm measures the warm path: Wharf against the same function as a bare Node
 // server of the same image on its bridge IP, with the tenant limits (apples to
 // apples) and without; and a node whose tenant CPU quota is raised to every
-// core against the unlimited bare server. Two more baselines split Wharf's
-// cost: its runner reached directly, and the runner behind a byte relay (the
-// floor of any proxy hop). The load generator is its own process
-// (loadRounds).
+// core against the unlimited bare server. Three more baselines split Wharf's
+// cost: its runner reached directly, the runner behind a byte relay (the
+// floor of any proxy hop) and behind a plain httputil.ReverseProxy (the
+// naive design's proxy). The load generator is its own process (loadRounds).
 func (e *env) warm(ctx context.Context, main *wnode) ([]Figure, error) {
 	cpus := raisedCPUs(e.opts)
 	raised, err := e.startNode(ctx, "--pool-size", "1", "--container-cpus", strconv.FormatFloat(cpus, 'f', -1, 64))
@@ -60,14 +60,20 @@ func (e *env) warm(ctx context.Context, main *wnode) ([]Figure, error) {
 		return nil, fmt.Errorf("container %s has no address", out.Host)
 	}
 	const runnerHeaders = "X-Wharf-Function: f; X-Wharf-Version: 1; X-Wharf-Request-Id: bench"
-	relayAddr, stopRelay, err := e.startRelay(ctx, info.IP+":8080")
+	relayAddr, stopRelay, err := e.startRelay(ctx, info.IP+":8080", false)
 	if err != nil {
 		return nil, err
 	}
 	defer stopRelay()
+	rpAddr, stopRP, err := e.startRelay(ctx, info.IP+":8080", true)
+	if err != nil {
+		return nil, err
+	}
+	defer stopRP()
 	targets = append(targets, warmTarget{key: "wharf", url: wurl},
 		warmTarget{key: "direct", url: "http://" + info.IP + ":8080/api/run/warm/f", headers: runnerHeaders},
 		warmTarget{key: "relay", url: "http://" + relayAddr + "/api/run/warm/f", headers: runnerHeaders},
+		warmTarget{key: "revproxy", url: "http://" + rpAddr + "/api/run/warm/f", headers: runnerHeaders},
 		warmTarget{key: "raised", url: raised.URL + "/run/warm/f"})
 	for _, limited := range []bool{true, false} {
 		id, url, err := e.startBare(ctx, limited)
@@ -85,6 +91,7 @@ func (e *env) warm(ctx context.Context, main *wnode) ([]Figure, error) {
 	m := func(v func(lgResult) float64, target string, conns int) float64 { return lr.median(v, target, conns) }
 	base := func(v func(lgResult) float64, target string, conns int) *float64 { return ptr(m(v, target, conns)) }
 	const bare, bareU = "bare, tenant limits", "bare, no limits"
+	const naive = "runner behind httputil.ReverseProxy"
 	raisedName := fmt.Sprintf("--container-cpus %s: ", strconv.FormatFloat(cpus, 'f', -1, 64))
 	return []Figure{
 		newFigure("warm", "1 conn p50", "ms", m(p50of, "wharf", 1), base(p50of, "bare", 1), bare, nil),
@@ -93,11 +100,13 @@ func (e *env) warm(ctx context.Context, main *wnode) ([]Figure, error) {
 		newFigure("warm", "1 conn p50, runner direct (no proxy)", "ms", m(p50of, "direct", 1), base(p50of, "bare", 1), bare, nil),
 		newFigure("warm", "1 conn p50, runner behind a byte relay (floor of any proxy hop)", "ms", m(p50of, "relay", 1), base(p50of, "direct", 1), "runner direct", nil),
 		newFigure("warm", "1 conn p50, Wharf's own work (Wharf - byte relay)", "ms", lr.medianDiff(p50of, "wharf", "relay", 1), nil, "", nil),
+		newFigure("warm", "1 conn p50 added to the runner direct: Wharf vs a plain httputil.ReverseProxy", "ms", lr.medianDiff(p50of, "wharf", "direct", 1), ptr(lr.medianDiff(p50of, "revproxy", "direct", 1)), naive, nil),
 		newFigure("warm", "1 conn throughput", "req/s", m(rpsOf, "wharf", 1), base(rpsOf, "bare", 1), bare, nil),
 		newFigure("warm", "16 conns throughput", "req/s", m(rpsOf, "wharf", 16), base(rpsOf, "bare", 16), bare, ratioAtLeast(0.5)),
 		newFigure("warm", "16 conns p99", "ms", m(p99of, "wharf", 16), base(p99of, "bare", 16), bare, nil),
 		newFigure("warm", "16 conns throughput, runner direct (no proxy)", "req/s", m(rpsOf, "direct", 16), base(rpsOf, "bare", 16), bare, nil),
 		newFigure("warm", "16 conns throughput, runner behind a byte relay", "req/s", m(rpsOf, "relay", 16), base(rpsOf, "direct", 16), "runner direct", nil),
+		newFigure("warm", "16 conns throughput, Wharf vs a plain httputil.ReverseProxy", "req/s", m(rpsOf, "wharf", 16), base(rpsOf, "revproxy", 16), naive, nil),
 		newFigure("warm", "16 conns throughput, Wharf vs byte relay", "req/s", m(rpsOf, "wharf", 16), base(rpsOf, "relay", 16), "runner behind a byte relay", nil),
 		// No baseline: a machine with nothing stolen has a zero one.
 		newFigure("warm", "CPU stolen by the hypervisor during Wharf's 16-conn runs (share of every CPU)", "%", 100*m(stolenOf, "wharf", 16), nil, "", nil),
