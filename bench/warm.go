@@ -120,8 +120,8 @@ func rpsOf(r lgResult) float64 { return r.RPS }
 func p50of(r lgResult) float64 { return r.P50ms }
 func p99of(r lgResult) float64 { return r.P99ms }
 
-// stolenOf: a CPU-bound path (Wharf's node) loses throughput to stolen CPU
-// that a path held to its CPU quota (the bare server, 0.5 CPU) barely notices.
+// stolenOf: the two paths are measured seconds apart, and the hypervisor may
+// take CPU during one and not the other; reported so a reader can tell.
 func stolenOf(r lgResult) float64 { return r.StolenShare }
 
 // loadResults are the load generator's results per target and connection
