@@ -8,7 +8,7 @@ ARGS    ?=
 export TESTCONTAINERS_RYUK_DISABLED ?= true
 export TESTCONTAINERS_HOST_OVERRIDE ?= localhost
 
-.PHONY: all build run test unit integration vet docker clean-containers bench cluster cluster-down cluster-status
+.PHONY: all build run test unit integration vet docker clean-containers clean-images bench cluster cluster-down cluster-status
 
 all: build
 
@@ -50,6 +50,11 @@ docker:
 clean-containers:
 	-docker ps -aq --filter label=wharf.node | xargs -r docker rm -f
 	-docker network ls -q --filter label=wharf.node | xargs -r docker network rm
+
+## clean-images: remove the Wharf images (runtime, cluster node, HAProxy) no container uses; the next start rebuilds what it needs
+clean-images:
+	-docker images -q --filter label=wharf.image | sort -u | xargs -r docker image rm
+	-docker images -q --filter label=wharf.cluster.image | sort -u | xargs -r docker image rm
 
 ## bench: every figure against its same-run baseline; prints a table, writes bench/results.json (not part of make test)
 ##        make bench ARGS='-quick' | ARGS='-only warm,cold' | ARGS='-raised-cpus 1'
