@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -42,6 +43,19 @@ type LogChunk struct {
 
 func (s *Store) logs() *mongo.Collection { return s.db.Collection(CollLogs) }
 
+// chunkSeq orders the chunks this process writes within one nanosecond.
+var chunkSeq atomic.Uint32
+
+// chunkID is a chunk's _id, which orders chunks with equal "at": a BSON date
+// holds milliseconds only, and a node may flush one tenant's output twice in
+// a millisecond. The flush time in nanoseconds, then this process's sequence,
+// then random bytes (for other nodes); fixed-width hex, so the strings sort as
+// the numbers do. With random ids the newest lines of a history (?tail=) were
+// sometimes an older chunk's.
+func chunkID(at time.Time) string {
+	return fmt.Sprintf("%016x%08x%s", uint64(at.UnixNano()), chunkSeq.Add(1), randomHex(4))
+}
+
 // AppendLogs stores a chunk of a tenant's output. ID, At, Count and Bytes are
 // filled when empty.
 func (s *Store) AppendLogs(ctx context.Context, c LogChunk) error {
@@ -51,11 +65,11 @@ func (s *Store) AppendLogs(ctx context.Context, c LogChunk) error {
 	if len(c.Lines) == 0 {
 		return nil
 	}
-	if c.ID == "" {
-		c.ID = randomHex(12)
-	}
 	if c.At.IsZero() {
-		c.At = now()
+		c.At = time.Now().UTC()
+	}
+	if c.ID == "" {
+		c.ID = chunkID(c.At)
 	}
 	c.Count, c.Bytes = len(c.Lines), 0
 	for i := range c.Lines {
