@@ -1,7 +1,6 @@
 package images
 
 import (
-	"archive/tar"
 	"bytes"
 	"context"
 	"fmt"
@@ -311,20 +310,18 @@ func TestDockerPruneImages(t *testing.T) {
 	}
 }
 
-// tarOf is a build context holding the files.
+// tarOf is a build context holding the files, written as the runtime
+// image's own context is (tree).
 func tarOf(t *testing.T, files map[string]string) []byte {
 	t.Helper()
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
+	tr := newTree()
 	for name, body := range files {
-		if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: int64(len(body))}); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := tw.Write([]byte(body)); err != nil {
+		if err := tr.addData(name, []byte(body), modeFile); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := tw.Close(); err != nil {
+	var buf bytes.Buffer
+	if err := tr.write(&buf); err != nil {
 		t.Fatal(err)
 	}
 	return buf.Bytes()
