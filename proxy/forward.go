@@ -67,18 +67,19 @@ type outbound struct {
 	forwarded string // the client's address, appended to X-Forwarded-For
 }
 
-// forward sends req to the container of cl and copies the answer to w.
+// forward sends req to the container of cl and copies the answer to w,
+// until cl's deadline or the end of ctx (the client left).
 func (p *Proxy) forward(ctx context.Context, w http.ResponseWriter, req *http.Request, cl *call, out *outbound) error {
 	hasBody := req.Body != nil && req.Body != http.NoBody && req.ContentLength != 0
 	addr := net.JoinHostPort(cl.a.C.IP, p.port)
 	for attempt := 0; ; attempt++ {
-		uc, err := p.up.get(ctx, cl.a.C.ID, addr)
+		uc, err := p.up.get(ctx, cl.a.C.ID, addr, cl.deadline)
 		if err != nil {
 			return err
 		}
 		err = p.exchange(ctx, uc, w, req, cl, out, hasBody)
 		var nr *noResponseError
-		if attempt == 0 && !hasBody && errors.As(err, &nr) && nr.reused && ctx.Err() == nil {
+		if attempt == 0 && !hasBody && errors.As(err, &nr) && nr.reused && ctx.Err() == nil && time.Now().Before(cl.deadline) {
 			continue
 		}
 		return err
@@ -87,8 +88,14 @@ func (p *Proxy) forward(ctx context.Context, w http.ResponseWriter, req *http.Re
 
 func (p *Proxy) exchange(ctx context.Context, uc *upConn, w http.ResponseWriter, req *http.Request, cl *call,
 	out *outbound, hasBody bool) (err error) {
+	// The function's deadline and the client leaving both end the exchange:
+	// the first as the connection's deadline, the second by moving it into
+	// the past.
+	if err := uc.nc.SetDeadline(cl.deadline); err != nil {
+		uc.nc.Close()
+		return &noResponseError{err: err, reused: uc.reused}
+	}
 	abort := func() { _ = uc.nc.SetDeadline(aLongTimeAgo) }
-	// The function's deadline and the client leaving both end the exchange.
 	stop := context.AfterFunc(ctx, abort)
 	reuse := false
 	defer func() {
@@ -362,7 +369,7 @@ func (p *Proxy) classify(err error, req *http.Request, cl *call) error {
 		out = bodyTooLarge(mbe.Limit)
 	case errors.Is(err, errResponseTooLarge):
 		out = responseTooLarge(cl.maxResp)
-	case errors.Is(cl.timeout.Err(), context.DeadlineExceeded):
+	case !time.Now().Before(cl.deadline):
 		p.ctr.Suspect(cl.a)
 		out = functionTimeout(cl.ms)
 	case req.Context().Err() != nil || errors.As(err, &cwe):

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"io"
 	"log/slog"
@@ -269,4 +270,72 @@ func TestRunnerDiesMidResponse(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	fc.balanced(t)
+}
+
+// Invariant: the function's deadline holds after the answer has started: a
+// runner that stalls mid-response has the client connection cut at the
+// deadline (never held open, never a clean truncated answer), and the
+// container is checked, not failed.
+func TestDeadlineMidResponse(t *testing.T) {
+	release := make(chan struct{})
+	srv, fc := setup(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", "100")
+		_, _ = w.Write([]byte("partial"))
+		w.(http.Flusher).Flush()
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	})
+	t.Cleanup(func() { close(release) })
+	start := time.Now()
+	// The head may still sit in the server's buffer when the cut comes, so
+	// the client sees the end at the head or in the body.
+	resp, err := http.Get(srv.URL + "/run/acme/f") // TimeoutMS: 300
+	if err == nil {
+		_, err = io.ReadAll(resp.Body)
+		resp.Body.Close()
+	}
+	if err == nil {
+		t.Fatal("a response cut at the deadline reached the client as complete")
+	}
+	if d := time.Since(start); d < 250*time.Millisecond || d > 2*time.Second {
+		t.Fatalf("cut after %v, want about the function's 300 ms", d)
+	}
+	fc.mu.Lock()
+	defer fc.mu.Unlock()
+	if fc.suspected != 1 || len(fc.failed) != 0 {
+		t.Fatalf("suspected %d, failed %v: a timeout should have the container checked only", fc.suspected, fc.failed)
+	}
+}
+
+// Invariant: a client that leaves ends the exchange with the runner at once:
+// the runner's connection is closed (its request sees the end), it is not
+// kept for reuse, and the container is not blamed.
+func TestClientLeavingAbortsExchange(t *testing.T) {
+	runnerSawEnd := make(chan time.Time, 1)
+	srv, fc := setup(t, func(w http.ResponseWriter, r *http.Request) {
+		<-r.Context().Done()
+		runnerSawEnd <- time.Now()
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	req, _ := http.NewRequestWithContext(ctx, "GET", srv.URL+"/run/acme/dflt", nil) // TimeoutMS: 200 (default)
+	time.AfterFunc(50*time.Millisecond, cancel)
+	left := time.Now().Add(50 * time.Millisecond)
+	if _, err := http.DefaultClient.Do(req); err == nil {
+		t.Fatal("the request succeeded after the client left")
+	}
+	select {
+	case at := <-runnerSawEnd:
+		if at.Sub(left) > 120*time.Millisecond {
+			t.Fatalf("the runner's exchange ended %v after the client left, at the deadline rather than at once", at.Sub(left))
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("the runner's exchange never ended")
+	}
+	fc.mu.Lock()
+	defer fc.mu.Unlock()
+	if fc.suspected != 0 || len(fc.failed) != 0 {
+		t.Fatalf("suspected %d, failed %v for a client that left", fc.suspected, fc.failed)
+	}
 }

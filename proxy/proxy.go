@@ -75,10 +75,12 @@ const (
 
 // call is the per-request state of one invocation.
 type call struct {
-	a       *handler.Assignment
-	fn      *catalog.Function
-	timeout context.Context // carries the function's deadline
-	ms      int             // the effective timeout, for the 504 message
+	a  *handler.Assignment
+	fn *catalog.Function
+	// deadline is the function's: set on the connection to the runner, so
+	// the exchange needs no timer or context of its own.
+	deadline time.Time
+	ms       int // the effective timeout, for the 504 message
 
 	cold                                bool
 	lookup, claim, provision, firstByte time.Duration
@@ -221,9 +223,7 @@ func (p *Proxy) route(c echo.Context, cl *call) error {
 	if timeoutMS <= 0 {
 		timeoutMS = p.cfg.DefaultTimeoutMS
 	}
-	ctx, cancel := context.WithTimeout(req.Context(), time.Duration(timeoutMS)*time.Millisecond)
-	defer cancel()
-	cl.timeout, cl.ms = ctx, timeoutMS
+	cl.deadline, cl.ms = time.Now().Add(time.Duration(timeoutMS)*time.Millisecond), timeoutMS
 	rid := w.Header().Get(echo.HeaderXRequestID)
 	if rid == "" { // normally set by the request-id middleware
 		rid = newRequestID()
@@ -237,7 +237,7 @@ func (p *Proxy) route(c echo.Context, cl *call) error {
 		req.Body = http.MaxBytesReader(w, req.Body, cl.maxReq)
 	}
 	cl.sent = time.Now()
-	if err := p.forward(ctx, w, req, cl, out); err != nil {
+	if err := p.forward(req.Context(), w, req, cl, out); err != nil {
 		return p.classify(err, req, cl)
 	}
 	return nil

@@ -41,8 +41,9 @@ func newUpstreams(dialTimeout, idleTimeout time.Duration, maxIdle int) *upstream
 		lastSweep: time.Now()}
 }
 
-// get returns an idle connection to the container key, or dials addr.
-func (u *upstreams) get(ctx context.Context, key, addr string) (*upConn, error) {
+// get returns an idle connection to the container key, or dials addr
+// (giving up at deadline, if that comes before the dial timeout).
+func (u *upstreams) get(ctx context.Context, key, addr string, deadline time.Time) (*upConn, error) {
 	now := time.Now()
 	var stale []*upConn
 	u.mu.Lock()
@@ -71,7 +72,7 @@ func (u *upstreams) get(ctx context.Context, key, addr string) (*upConn, error) 
 		c.reused = true
 		return c, nil
 	}
-	d := net.Dialer{Timeout: u.dialTimeout, KeepAlive: 30 * time.Second}
+	d := net.Dialer{Timeout: u.dialTimeout, Deadline: deadline, KeepAlive: 30 * time.Second}
 	nc, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, err
