@@ -32,7 +32,27 @@ type Options struct {
 	// RaisedCPUs is the tenant CPU quota of the node compared with the bare
 	// server without limits; 0: every core of the machine.
 	RaisedCPUs float64
-	Progress   io.Writer // progress lines; nil: none
+	// NodeEnv is added to every node's environment (KEY=VALUE), to compare a
+	// runtime setting such as GOGC against a run without it.
+	NodeEnv  []string
+	Progress io.Writer // progress lines; nil: none
+}
+
+// ParseEnv checks a comma-separated list of KEY=VALUE settings.
+func ParseEnv(s string) ([]string, error) {
+	if strings.TrimSpace(s) == "" {
+		return nil, nil
+	}
+	var out []string
+	for _, kv := range strings.Split(s, ",") {
+		kv = strings.TrimSpace(kv)
+		k, _, ok := strings.Cut(kv, "=")
+		if !ok || k == "" || strings.ContainsAny(k, " \t") {
+			return nil, fmt.Errorf("node environment %q: want KEY=VALUE", kv)
+		}
+		out = append(out, kv)
+	}
+	return out, nil
 }
 
 // ParseOnly checks a comma-separated list of groups.
@@ -68,7 +88,7 @@ func Run(ctx context.Context, opts Options) (Results, error) {
 	res.Settings = map[string]string{
 		"mode":             map[bool]string{true: "quick", false: "full"}[opts.Quick],
 		"image":            e.image.Tag,
-		"node":             "wharf serve (built binary), --log-level warn, defaults otherwise; main node --pool-size 4",
+		"node":             "wharf serve (built binary), --log-level warn, defaults otherwise; main node --pool-size 4" + nodeEnvNote(opts.NodeEnv),
 		"tenant_limits":    fmt.Sprintf("%d MiB, %v CPU, %d pids, %d open files", int64(e.cfg.ContainerMemory)>>20, e.cfg.ContainerCPUs, e.cfg.ContainerPids, e.cfg.ContainerNoFile),
 		"warm":             fmt.Sprintf("%d rounds of %v per target and connection count, targets taking turns, after %v of warm-up each; medians of the rounds, overheads the median of each round's difference", c.warmRounds, c.warmRun, c.warmUp),
 		"cold":             fmt.Sprintf("%d new tenants per kind, kinds taking turns, pool full and %v of quiet after the previous round's containers are removed; %d docker runs in between; then %d first requests right after a removal", c.cold, c.coldSettle, c.dockerRun, c.coldChurn),
@@ -125,4 +145,11 @@ func raisedCPUs(o Options) float64 {
 		return o.RaisedCPUs
 	}
 	return float64(runtime.NumCPU())
+}
+
+func nodeEnvNote(env []string) string {
+	if len(env) == 0 {
+		return ""
+	}
+	return "; environment " + strings.Join(env, " ")
 }

@@ -110,7 +110,8 @@ type wnode struct {
 }
 
 func (e *env) startNode(ctx context.Context, args ...string) (*wnode, error) {
-	n, err := wharftest.Run(ctx, wharftest.WithArgs(append([]string{"--log-level", "warn"}, args...)...))
+	n, err := wharftest.Run(ctx, wharftest.WithArgs(append([]string{"--log-level", "warn"}, args...)...),
+		wharftest.WithEnv(e.opts.NodeEnv...))
 	if n != nil {
 		e.nodes = append(e.nodes, n)
 	}

@@ -6,6 +6,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -74,6 +75,21 @@ func TestParseOnly(t *testing.T) {
 	}
 	if _, err := ParseOnly("warm,latency"); err == nil || !strings.Contains(err.Error(), `"latency"`) {
 		t.Errorf("unknown group: %v", err)
+	}
+}
+
+func TestParseEnv(t *testing.T) {
+	got, err := ParseEnv(" GOGC=400, GOMAXPROCS=1 ,GODEBUG=a=1")
+	if err != nil || !slices.Equal(got, []string{"GOGC=400", "GOMAXPROCS=1", "GODEBUG=a=1"}) {
+		t.Fatalf("%q %v", got, err)
+	}
+	if got, err := ParseEnv(""); got != nil || err != nil {
+		t.Fatalf("empty: %q %v", got, err)
+	}
+	for _, bad := range []string{"GOGC", "=1", "A B=1", "GOGC=1,"} {
+		if _, err := ParseEnv(bad); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
 	}
 }
 

@@ -22,15 +22,20 @@ func main() {
 	out := flag.String("out", "", "results file (default: bench/results.json in the repository)")
 	only := flag.String("only", "", "comma-separated groups to run: "+strings.Join(bench.Groups, ","))
 	cpus := flag.Float64("raised-cpus", 0, "tenant CPU quota of the node compared with the bare server without limits (default: every core)")
+	nodeEnv := flag.String("node-env", "", "comma-separated KEY=VALUE added to every node's environment (e.g. GOGC=400), to compare runtime settings")
 	flag.Parse()
-	if err := run(*quick, *out, *only, *cpus); err != nil {
+	if err := run(*quick, *out, *only, *cpus, *nodeEnv); err != nil {
 		fmt.Fprintln(os.Stderr, "wharfbench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(quick bool, out, only string, cpus float64) error {
+func run(quick bool, out, only string, cpus float64, nodeEnv string) error {
 	groups, err := bench.ParseOnly(only)
+	if err != nil {
+		return err
+	}
+	env, err := bench.ParseEnv(nodeEnv)
 	if err != nil {
 		return err
 	}
@@ -47,7 +52,7 @@ func run(quick bool, out, only string, cpus float64) error {
 	// Interrupted, the run still stops its nodes and removes its containers.
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	res, err := bench.Run(ctx, bench.Options{Quick: quick, Only: groups, Repo: repo, RaisedCPUs: cpus, Progress: os.Stderr})
+	res, err := bench.Run(ctx, bench.Options{Quick: quick, Only: groups, Repo: repo, RaisedCPUs: cpus, NodeEnv: env, Progress: os.Stderr})
 	if err != nil {
 		return err
 	}
