@@ -45,6 +45,10 @@ type conn struct {
 	// pipelined request, given back before anything else is read.
 	pending []byte
 	watch   watch
+	// Kept across the connection's requests: its peer's address, and the
+	// response writer with its header map (cleared, not reallocated).
+	remote string
+	rw     responseWriter
 }
 
 var (
@@ -99,7 +103,11 @@ func (c *conn) serve() {
 		if !c.state.CompareAndSwap(stateIdle, stateActive) {
 			return // Shutdown closed it
 		}
-		_ = c.nc.SetReadDeadline(time.Now().Add(c.srv.readHeaderTimeout()))
+		// A head that arrived whole (the usual case) needs no deadline of its
+		// own: peekHead then reads nothing.
+		if b, _ := br.Peek(br.Buffered()); headEnd(b) < 0 {
+			_ = c.nc.SetReadDeadline(time.Now().Add(c.srv.readHeaderTimeout()))
+		}
 		head, err := peekHead(br)
 		if errors.Is(err, errHeadTooBig) || (err == nil && !eligible(head, c.srv.Eligible)) {
 			// Not ours: net/http reads it again from its first byte and
@@ -132,7 +140,10 @@ func (c *conn) serve() {
 func (c *conn) serveRequest(req *http.Request, bw *bufio.Writer) (keep bool) {
 	c.srv.inFlight.Add(1)
 	defer c.srv.inFlight.Add(-1)
-	req.RemoteAddr = c.nc.RemoteAddr().String()
+	if c.remote == "" {
+		c.remote = c.nc.RemoteAddr().String()
+	}
+	req.RemoteAddr = c.remote
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	req = req.WithContext(ctx)
@@ -145,7 +156,13 @@ func (c *conn) serveRequest(req *http.Request, bw *bufio.Writer) (keep bool) {
 	} else {
 		req.Body = &eofBody{ReadCloser: req.Body, onEOF: c.watch.arm}
 	}
-	w := &responseWriter{bw: bw, req: req, header: http.Header{}}
+	h := c.rw.header
+	if h == nil {
+		h = http.Header{}
+	}
+	clear(h)
+	w := &c.rw
+	*w = responseWriter{bw: bw, req: req, header: h}
 	defer func() {
 		if v := recover(); v != nil {
 			// http.ErrAbortHandler (a cut proxied response) or a panic the
@@ -170,7 +187,7 @@ func (c *conn) serveRequest(req *http.Request, bw *bufio.Writer) (keep bool) {
 		return false
 	}
 	// Drain what the handler left of the body, within reason.
-	if req.Body != nil {
+	if req.Body != nil && req.Body != http.NoBody {
 		n, err := io.CopyN(io.Discard, req.Body, maxPostHandlerReadBytes+1)
 		if n > maxPostHandlerReadBytes || (err != nil && err != io.EOF) {
 			return false

@@ -18,19 +18,17 @@ type watch struct {
 	mu      sync.Mutex
 	c       *conn
 	cancel  func()
-	gen     uint64 // the request being watched; a timer of an earlier one is stale
 	armed   bool
 	stopped bool
 	reading bool
 	done    chan struct{}
-	timer   *time.Timer
+	timer   *time.Timer // one per connection, reset for each request
 }
 
 // reset starts watching a new request of c.
 func (w *watch) reset(c *conn, cancel func()) {
 	w.mu.Lock()
-	w.gen++
-	w.c, w.cancel, w.armed, w.stopped, w.reading, w.done, w.timer = c, cancel, false, false, false, nil, nil
+	w.c, w.cancel, w.armed, w.stopped, w.reading, w.done = c, cancel, false, false, false, nil
 	w.mu.Unlock()
 }
 
@@ -43,15 +41,20 @@ func (w *watch) arm() {
 		return
 	}
 	w.armed = true
-	gen := w.gen
-	w.timer = time.AfterFunc(watchAfter, func() { w.run(gen) })
+	if w.timer == nil {
+		w.timer = time.AfterFunc(watchAfter, w.run)
+	} else {
+		w.timer.Reset(watchAfter)
+	}
 }
 
 // run reads the connection while the request runs: EOF or an error means the
 // client left; a byte is the start of a pipelined request, kept for later.
-func (w *watch) run(gen uint64) {
+// A late run of an earlier request's countdown only starts the current
+// request's watch early: it checks the current request's state.
+func (w *watch) run() {
 	w.mu.Lock()
-	if gen != w.gen || w.stopped || w.reading {
+	if !w.armed || w.stopped || w.reading {
 		w.mu.Unlock()
 		return
 	}

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httputil"
 	"strconv"
@@ -71,9 +70,8 @@ type outbound struct {
 // until cl's deadline or the end of ctx (the client left).
 func (p *Proxy) forward(ctx context.Context, w http.ResponseWriter, req *http.Request, cl *call, out *outbound) error {
 	hasBody := req.Body != nil && req.Body != http.NoBody && req.ContentLength != 0
-	addr := net.JoinHostPort(cl.a.C.IP, p.port)
 	for attempt := 0; ; attempt++ {
-		uc, err := p.up.get(ctx, cl.a.C.ID, addr, cl.deadline)
+		uc, err := p.up.get(ctx, cl.a.C.ID, cl.a.C.IP, p.port, cl.deadline)
 		if err != nil {
 			return err
 		}

@@ -41,9 +41,9 @@ func newUpstreams(dialTimeout, idleTimeout time.Duration, maxIdle int) *upstream
 		lastSweep: time.Now()}
 }
 
-// get returns an idle connection to the container key, or dials addr
+// get returns an idle connection to the container key, or dials ip:port
 // (giving up at deadline, if that comes before the dial timeout).
-func (u *upstreams) get(ctx context.Context, key, addr string, deadline time.Time) (*upConn, error) {
+func (u *upstreams) get(ctx context.Context, key, ip, port string, deadline time.Time) (*upConn, error) {
 	now := time.Now()
 	var stale []*upConn
 	u.mu.Lock()
@@ -73,7 +73,7 @@ func (u *upstreams) get(ctx context.Context, key, addr string, deadline time.Tim
 		return c, nil
 	}
 	d := net.Dialer{Timeout: u.dialTimeout, Deadline: deadline, KeepAlive: 30 * time.Second}
-	nc, err := d.DialContext(ctx, "tcp", addr)
+	nc, err := d.DialContext(ctx, "tcp", net.JoinHostPort(ip, port))
 	if err != nil {
 		return nil, err
 	}
