@@ -63,6 +63,10 @@ type Config struct {
 	MetricsTenantLabel bool
 	DebugListen        string
 
+	// Go runtime of the node
+	GCPercent     int      // the collector's GOGC (a GOGC variable wins)
+	GCMemoryLimit ByteSize // soft limit of the node's Go memory, 0: none (a GOMEMLIMIT variable wins)
+
 	ConfigFile string
 	Isolation  // isolation.go
 	// Modules (serve and builder)
@@ -139,6 +143,8 @@ func FlagSet(cmd string, c *Config, out io.Writer) *flag.FlagSet {
 		dur(&c.MaxLifetime, "max-lifetime", 24*time.Hour, "a container retires after this long and is replaced on the next request (0: never)")
 		str(&c.DebugListen, "debug-listen", "", "address of a pprof debug listener (keep it on loopback); empty: none")
 		fs.BoolVar(&c.FastPath, "http-fast-path", true, "serve plain HTTP/1.1 webhook requests (/run, /api/run) with Wharf's lean connection loop; everything else, and false, uses net/http")
+		fs.IntVar(&c.GCPercent, "gc-percent", 400, "the node's Go garbage collector target (GOGC): its live heap is a few MB, so at Go's 100 the collector runs many times a second under load (a GOGC variable wins)")
+		size(&c.GCMemoryLimit, "gc-memory-limit", 1<<30, "soft limit of the node's Go memory: nearing it the collector runs as often as needed, whatever --gc-percent (a GOMEMLIMIT variable wins)")
 		fs.BoolVar(&c.MetricsTenantLabel, "metrics-tenant-label", false, "label request metrics with the tenant (small installations only: one series per tenant)")
 		size(&c.ContainerMemory, "container-memory", 128<<20, "memory limit per container (no swap)")
 		fs.Float64Var(&c.ContainerCPUs, "container-cpus", 0.5, "CPU quota per container, in CPUs")
@@ -251,6 +257,12 @@ func (c Config) Validate(cmd string) error {
 		}
 		if c.PoolMax < 0 || c.PoolMax > 1000 {
 			bad("--pool-max %d must be between 0 and 1000", c.PoolMax)
+		}
+		if c.GCPercent < 25 || c.GCPercent > 10_000 {
+			bad("--gc-percent %d must be between 25 and 10000", c.GCPercent)
+		}
+		if c.GCMemoryLimit < 64<<20 {
+			bad("--gc-memory-limit must be at least 64m")
 		}
 		if c.MaxColdWaiters < 1 {
 			bad("--max-cold-waiters %d must be at least 1", c.MaxColdWaiters)

@@ -64,6 +64,8 @@ func TestLoadErrors(t *testing.T) {
 		{"negative follow delay", []string{"--log-follow-delay", "-1s"}, nil, "--log-follow-delay"},
 		{"huge follow delay", []string{"--log-follow-delay", "1m"}, nil, "--log-follow-delay"},
 		{"unknown container network", []string{"--container-network", "bridge"}, nil, "--container-network"},
+		{"gc off", []string{"--gc-percent", "-1"}, nil, "--gc-percent"},
+		{"tiny gc memory limit", nil, map[string]string{"WHARF_GC_MEMORY_LIMIT": "1m"}, "--gc-memory-limit"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

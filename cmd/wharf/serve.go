@@ -28,6 +28,7 @@ func serve(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	applyGC(cfg, os.Getenv, logger)
 	printBanner(stdout, n)
 	var serveErr error
 	select {
