@@ -40,33 +40,37 @@ type Options struct {
 
 // ParseEnv checks a comma-separated list of KEY=VALUE settings.
 func ParseEnv(s string) ([]string, error) {
-	if strings.TrimSpace(s) == "" {
-		return nil, nil
-	}
-	var out []string
-	for _, kv := range strings.Split(s, ",") {
-		kv = strings.TrimSpace(kv)
-		k, _, ok := strings.Cut(kv, "=")
-		if !ok || k == "" || strings.ContainsAny(k, " \t") {
-			return nil, fmt.Errorf("node environment %q: want KEY=VALUE", kv)
+	return parseList(s, func(kv string) error {
+		if k, _, ok := strings.Cut(kv, "="); !ok || k == "" || strings.ContainsAny(k, " \t") {
+			return fmt.Errorf("node environment %q: want KEY=VALUE", kv)
 		}
-		out = append(out, kv)
-	}
-	return out, nil
+		return nil
+	})
 }
 
 // ParseOnly checks a comma-separated list of groups.
 func ParseOnly(s string) ([]string, error) {
+	return parseList(s, func(g string) error {
+		if !slices.Contains(Groups, g) {
+			return fmt.Errorf("unknown figure group %q (groups: %s)", g, strings.Join(Groups, ", "))
+		}
+		return nil
+	})
+}
+
+// parseList splits a comma-separated flag value into trimmed items, each
+// checked by check; empty means none.
+func parseList(s string, check func(string) error) ([]string, error) {
 	if strings.TrimSpace(s) == "" {
 		return nil, nil
 	}
 	var out []string
-	for _, g := range strings.Split(s, ",") {
-		g = strings.TrimSpace(g)
-		if !slices.Contains(Groups, g) {
-			return nil, fmt.Errorf("unknown figure group %q (groups: %s)", g, strings.Join(Groups, ", "))
+	for _, item := range strings.Split(s, ",") {
+		item = strings.TrimSpace(item)
+		if err := check(item); err != nil {
+			return nil, err
 		}
-		out = append(out, g)
+		out = append(out, item)
 	}
 	return out, nil
 }

@@ -12,8 +12,8 @@ import (
 // watch notices a client that disconnects while its request runs, so the
 // request's context is canceled (and the proxied exchange abandoned) as
 // net/http would do. It starts only for requests still running watchAfter
-// after their body was read, so the common short request costs a timer, not
-// a goroutine and two wake-ups.
+// after their body was read, so the common short request costs a reset of
+// the connection's timer, not a goroutine and two wake-ups.
 type watch struct {
 	mu      sync.Mutex
 	c       *conn
