@@ -314,22 +314,26 @@ function handleRequest(req, res) {
     return sendJSON(res, 400, 'proxy', { code: 400, error: 'Invalid function name or version.' });
   }
 
+  const id = typeof requestId === 'string' && requestId !== '' ? requestId : crypto.randomUUID();
   const inv = {
     req,
     res,
     answered: false,
-    id: typeof requestId === 'string' && requestId !== '' ? requestId : crypto.randomUUID(),
+    ownsResponse: false, // (ctx, req, res) code was given res: it may have set headers of its own
+    id,
+    // The log context: everything the request causes, loading included, runs in it, so console output is tagged.
+    store: { fn: functionName, rid: id },
   };
   inflight.add(inv);
-  res.once('close', () => {
-    inflight.delete(inv);
-    if (stopping && !crashing && inflight.size === 0) process.exit(0);
-  });
+  res[kInvocation] = inv;
+  // One shared listener, not a closure and a once() wrapper per request: this is on every request's path.
+  res.on('close', onResponseClose);
+  logContext.run(inv.store, dispatch, inv, functionName, Number(versionHeader));
+}
 
-  // Everything the request causes, loading included, runs in its log context: console output is tagged with it.
-  const store = { fn: functionName, rid: inv.id };
-  req[kLogStore] = store;
-  logContext.run(store, dispatch, inv, functionName, Number(versionHeader));
+function onResponseClose() {
+  inflight.delete(this[kInvocation]);
+  if (stopping && !crashing && inflight.size === 0) process.exit(0);
 }
 
 function dispatch(inv, functionName, version) {
@@ -366,6 +370,7 @@ const kFunction = Symbol('wharf.function');
 const kVersion = Symbol('wharf.version');
 const kRequestId = Symbol('wharf.requestId');
 const kLogStore = Symbol('wharf.logStore');
+const kInvocation = Symbol('wharf.invocation');
 
 class RunnerRequest extends http.IncomingMessage {
   constructor(socket) {
@@ -374,15 +379,6 @@ class RunnerRequest extends http.IncomingMessage {
     this[kVersion] = undefined;
     this[kRequestId] = undefined;
     this[kLogStore] = undefined;
-  }
-
-  // The body's events ('data', 'end', ...) come from the socket, whose async context is not the request's: without
-  // this, console output of code run from them (the callback forms after the body, a (ctx, req, res) function's own
-  // listeners) would lose its function and request id.
-  emit(event, ...args) {
-    const store = this[kLogStore];
-    if (store === undefined || logContext.getStore() === store) return super.emit(event, ...args);
-    return logContext.run(store, () => super.emit(event, ...args));
   }
 
   _addHeaderLines(headers, n) {
@@ -408,6 +404,24 @@ class RunnerRequest extends http.IncomingMessage {
   }
 }
 
+// The body's events ('data', 'end', ...) come from the socket, whose async context is not the request's. A
+// (ctx, req, res) function's own listeners must still run in its request's log context, so its request gets this
+// emit (set on the instance only then: for the callback forms, which never see req, it would be a context switch per
+// event on every request for nothing; their body is read by the runner, which enters the context itself).
+const incomingEmit = http.IncomingMessage.prototype.emit;
+function emitInLogContext(...args) {
+  const store = this[kLogStore];
+  if (logContext.getStore() === store) return Reflect.apply(incomingEmit, this, args);
+  return logContext.run(store, () => Reflect.apply(incomingEmit, this, args));
+}
+
+class RunnerResponse extends http.ServerResponse {
+  constructor(req, options) {
+    super(req, options);
+    this[kInvocation] = undefined; // set in the constructor so every response has one shape
+  }
+}
+
 // 'x-wharf-' in any case; the first two character tests skip almost every other header cheaply.
 function isWharfHeader(name) {
   return name.length > 8 && (name.charCodeAt(0) | 0x20) === 0x78 && name.charCodeAt(1) === 0x2d &&
@@ -424,7 +438,8 @@ function run(entry, inv) {
   readBody(inv.req, (err, raw) => {
     // The client went away while sending the body: there is nobody to answer.
     if (err || inv.answered || inv.res.destroyed) return;
-    runCallback(entry, inv, raw);
+    // Called from the body's last event, in the socket's async context: re-enter the request's.
+    logContext.run(inv.store, runCallback, entry, inv, raw);
   });
 }
 
@@ -476,6 +491,9 @@ function failCallback(inv, message, err) {
 function runRequestResponse(entry, inv) {
   const { req, res } = inv;
   const ctx = createContext(entry, inv, undefined);
+  inv.ownsResponse = true;
+  req[kLogStore] = inv.store;
+  req.emit = emitInLogContext;
   req.x_wt = { container: entry.config.tenant, jtn: entry.name, url_format: 1 };
   req.webtaskContext = ctx;
   res.setHeader('x-wt-response-source', 'webtask');
@@ -552,6 +570,7 @@ function errorStatus(err) {
 
 function answer(inv, status, source, payload, extraHeaders) {
   inv.answered = true;
+  if (inv.ownsResponse) clearHeaders(inv.res);
   sendJSON(inv.res, status, source, payload, extraHeaders);
 }
 
@@ -604,7 +623,8 @@ function copyOf(obj) {
 
 function parseQuery(url) {
   const q = url.indexOf('?');
-  const parsed = querystring.parse(q < 0 ? '' : url.slice(q + 1));
+  if (q < 0) return {};
+  const parsed = querystring.parse(url.slice(q + 1));
   // querystring returns a null-prototype object; code expects a plain one (hasOwnProperty and friends).
   const query = {};
   for (const key of Object.keys(parsed)) {
@@ -766,13 +786,20 @@ function sendJSON(res, status, source, payload, extraHeaders) {
     return;
   }
   const body = typeof payload === 'string' ? payload : JSON.stringify(payload);
-  for (const name of res.getHeaderNames()) res.removeHeader(name);
-  res.writeHead(status, Object.assign({
+  const headers = {
     'content-type': 'application/json',
     'content-length': Buffer.byteLength(body),
     'x-wt-response-source': source,
-  }, extraHeaders));
+  };
+  if (extraHeaders !== undefined) Object.assign(headers, extraHeaders);
+  res.writeHead(status, headers);
   res.end(body);
+}
+
+// Headers a (ctx, req, res) function set before failing must not mix into the runner's answer. Only such responses
+// can have any: the runner sets none before it answers.
+function clearHeaders(res) {
+  for (const name of res.getHeaderNames()) res.removeHeader(name);
 }
 
 // {code, error, details, name, message, stack} as webtask produced it; a string error carries only details.
@@ -973,6 +1000,7 @@ function onFatal(err, origin) {
     const res = inv.res;
     inv.answered = true;
     try {
+      if (inv.ownsResponse) clearHeaders(res);
       sendJSON(res, 500, 'webtask', body, { connection: 'close' });
     } catch (e) {
       res.destroy();
@@ -1016,6 +1044,7 @@ const sockets = new Set();
 
 const server = http.createServer({
   IncomingMessage: RunnerRequest,
+  ServerResponse: RunnerResponse,
   keepAlive: true,
   maxHeaderSize: MAX_HEADER_SIZE,
   headersTimeout: HEADERS_TIMEOUT_MS,
