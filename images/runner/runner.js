@@ -998,10 +998,8 @@ function onFatal(err, origin) {
   const responses = [];
   for (const inv of inflight) {
     const res = inv.res;
-    inv.answered = true;
     try {
-      if (inv.ownsResponse) clearHeaders(res);
-      sendJSON(res, 500, 'webtask', body, { connection: 'close' });
+      answer(inv, 500, 'webtask', body, { connection: 'close' }); // marks it answered before anything can throw
     } catch (e) {
       res.destroy();
     }
