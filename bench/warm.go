@@ -59,7 +59,7 @@ func (e *env) warm(ctx context.Context, main *wnode) ([]Figure, error) {
 	if info.IP == "" {
 		return nil, fmt.Errorf("container %s has no address", out.Host)
 	}
-	const runnerHeaders = "X-Wharf-Function: f; X-Wharf-Version: 1; X-Wharf-Request-Id: bench"
+	const runnerHeaders = "X-Wharf-Route: f@1; X-Request-Id: bench"
 	relayAddr, stopRelay, err := e.startRelay(ctx, info.IP+":8080", false)
 	if err != nil {
 		return nil, err

@@ -197,7 +197,8 @@ func writeHead(bw *bufio.Writer, req *http.Request, out *outbound, hasBody bool)
 	bw.WriteString("\r\n")
 	connection := req.Header["Connection"]
 	for k, vv := range req.Header {
-		if skipHeader(k, connection) || k == "X-Forwarded-For" {
+		// X-Forwarded-For and X-Request-Id are written below, each exactly once.
+		if skipHeader(k, connection) || k == "X-Forwarded-For" || k == hdrRequestID {
 			continue
 		}
 		for _, v := range vv {
@@ -211,9 +212,14 @@ func writeHead(bw *bufio.Writer, req *http.Request, out *outbound, hasBody bool)
 	if xff != "" {
 		writeHeader(bw, "X-Forwarded-For", xff)
 	}
-	writeHeader(bw, hdrFunction, out.function)
-	writeHeader(bw, hdrVersion, out.version)
 	writeHeader(bw, hdrRequestID, out.requestID)
+	// One routing header, not one per field: every header costs the runner,
+	// whose CPU quota is what a warm tenant's throughput runs out of.
+	bw.WriteString(hdrRoute + ": ")
+	bw.WriteString(out.function)
+	bw.WriteByte('@')
+	bw.WriteString(out.version)
+	bw.WriteString("\r\n")
 	switch {
 	case !hasBody && (req.Method == http.MethodPost || req.Method == http.MethodPut || req.Method == http.MethodPatch):
 		bw.WriteString("Content-Length: 0\r\n")

@@ -65,11 +65,12 @@ type Proxy struct {
 	port string // the runners' port
 }
 
-// Headers between the proxy and the runner; clients can never set them.
+// Headers between the proxy and the runner. A client can never set
+// X-Wharf-Route (<function>@<version>; every x-wharf-* header is dropped) or
+// the X-Request-Id the runner gets, which is always the request's id, once.
 const (
-	hdrFunction  = "X-Wharf-Function"
-	hdrVersion   = "X-Wharf-Version"
-	hdrRequestID = "X-Wharf-Request-Id"
+	hdrRoute     = "X-Wharf-Route"
+	hdrRequestID = "X-Request-Id"
 	hdrSource    = "X-Wt-Response-Source"
 )
 

@@ -126,8 +126,9 @@ func get(t *testing.T, method, url string, body io.Reader, hdr map[string]string
 	return resp, string(b)
 }
 
-// Invariant: the runner gets the webtask path, the routing headers, and never
-// a client's own x-wharf-* headers; its answer and headers pass through.
+// Invariant: the runner gets the webtask path, the routing header, the
+// request's id exactly once (never a client's other X-Request-Id values), and
+// never a client's own x-wharf-* headers; its answer and headers pass through.
 func TestForwarding(t *testing.T) {
 	var got *http.Request
 	var gotBody string
@@ -140,7 +141,7 @@ func TestForwarding(t *testing.T) {
 		_, _ = w.Write([]byte("made"))
 	})
 	resp, body := get(t, "POST", srv.URL+"/run/acme/f/a/b?x=1", strings.NewReader("payload"),
-		map[string]string{"X-Wharf-Function": "evil", "X-Wharf-Secret": "forged"})
+		map[string]string{"X-Wharf-Route": "evil@1", "X-Wharf-Secret": "forged", "X-Request-Id": "!not a token"})
 	if resp.StatusCode != 201 || body != "made" {
 		t.Fatalf("answer %d %q", resp.StatusCode, body)
 	}
@@ -150,8 +151,11 @@ func TestForwarding(t *testing.T) {
 	if got.URL.Path != "/api/run/acme/f/a/b" || got.URL.RawQuery != "x=1" || gotBody != "payload" {
 		t.Fatalf("runner saw %s?%s body %q", got.URL.Path, got.URL.RawQuery, gotBody)
 	}
-	if got.Header.Get("X-Wharf-Function") != "f" || got.Header.Get("X-Wharf-Version") != "3" || got.Header.Get("X-Wharf-Request-Id") == "" {
-		t.Fatalf("routing headers %v", got.Header)
+	if got.Header.Values("X-Wharf-Route")[0] != "f@3" || len(got.Header.Values("X-Wharf-Route")) != 1 {
+		t.Fatalf("routing header %v", got.Header)
+	}
+	if rid := got.Header.Values("X-Request-Id"); len(rid) != 1 || rid[0] != resp.Header.Get("X-Request-Id") || rid[0] == "!not a token" {
+		t.Fatalf("runner's X-Request-Id %q, the client's answer has %q", rid, resp.Header.Get("X-Request-Id"))
 	}
 	if got.Header.Get("X-Wharf-Secret") != "" {
 		t.Fatal("a client's x-wharf-* header reached the runner")
@@ -165,8 +169,8 @@ func TestForwarding(t *testing.T) {
 func TestErrorMapping(t *testing.T) {
 	hang := make(chan struct{})
 	srv, fc := setup(t, func(w http.ResponseWriter, r *http.Request) {
-		switch r.Header.Get("X-Wharf-Function") {
-		case "f", "dflt":
+		switch r.Header.Get("X-Wharf-Route") {
+		case "f@3", "dflt@1":
 			select {
 			case <-hang:
 			case <-r.Context().Done():

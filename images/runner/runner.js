@@ -4,9 +4,10 @@
 //
 // Wire protocol (the host side is written against it):
 // - Environment: WHARF_PORT (8080), WHARF_HOST (0.0.0.0), WHARF_APP_DIR (/app, read-only for this process).
-// - GET /_wharf/ready without x-wharf-function answers 200 {"ok":true}; other paths without it answer 404.
-// - Function requests carry x-wharf-function, x-wharf-version and x-wharf-request-id; the path is
-//   /api/run/<tenant>/<name>[/<rest>][?query]. All x-wharf-* headers are removed before code sees the request.
+// - GET /_wharf/ready without x-wharf-route answers 200 {"ok":true}; other paths without it answer 404.
+// - Function requests carry x-wharf-route: <name>@<version> and x-request-id: the request's id (ctx.id; the host
+//   sends exactly one); the path is /api/run/<tenant>/<name>[/<rest>][?query]. All x-wharf-* headers are removed
+//   before code sees the request; x-request-id stays, as the caller's tracing header.
 // - The host writes $WHARF_APP_DIR/functions/<name>/<version>/{function.js,config.json} (atomically, never changed
 //   afterwards; a node_modules directory may sit beside them) before it routes a request to that version.
 //   config.json: {"tenant","name","version","timeout_ms","secrets","meta","dependencies"}; node_modules holds a link
@@ -300,20 +301,21 @@ let crashing = false;
 let stopping = false;
 
 function handleRequest(req, res) {
-  const functionName = req[kFunction];
-  if (functionName === undefined) return handleControl(req, res);
-
-  const versionHeader = req[kVersion];
-  const requestId = req[kRequestId];
+  const route = req[kRoute];
+  if (route === undefined) return handleControl(req, res);
 
   if (crashing || stopping) {
     return sendJSON(res, 503, 'proxy', { code: 503, error: 'The container is shutting down.' }, { connection: 'close' });
   }
-  if (typeof functionName !== 'string' || !NAME_RE.test(functionName) ||
-      typeof versionHeader !== 'string' || !VERSION_RE.test(versionHeader)) {
+  // <name>@<version>: names never contain '@', and a repeated header ("a@1, a@1") fails the version's test.
+  const at = route.indexOf('@');
+  const functionName = at > 0 ? route.slice(0, at) : '';
+  const versionText = at > 0 ? route.slice(at + 1) : '';
+  if (!NAME_RE.test(functionName) || !VERSION_RE.test(versionText)) {
     return sendJSON(res, 400, 'proxy', { code: 400, error: 'Invalid function name or version.' });
   }
 
+  const requestId = req.headers['x-request-id'];
   const id = typeof requestId === 'string' && requestId !== '' ? requestId : crypto.randomUUID();
   const inv = {
     req,
@@ -328,7 +330,7 @@ function handleRequest(req, res) {
   res[kInvocation] = inv;
   // One shared listener, not a closure and a once() wrapper per request: this is on every request's path.
   res.on('close', onResponseClose);
-  logContext.run(inv.store, dispatch, inv, functionName, Number(versionHeader));
+  logContext.run(inv.store, dispatch, inv, functionName, Number(versionText));
 }
 
 function onResponseClose() {
@@ -361,23 +363,19 @@ function handleControl(req, res) {
   return sendJSON(res, 200, 'proxy', { ok: true });
 }
 
-// The host's routing headers (x-wharf-function, -version, -request-id) are taken out of the header list as node's
-// parser hands it to the request, before req.headers, req.headersDistinct or req.rawHeaders can be built from it: no
-// code ever sees them, and nothing has to be deleted or rebuilt per request. Any other x-wharf-* header is dropped
-// the same way (the host never forwards a client's); in trailers too. A repeated routing header is joined like any
-// repeated header ("a, b"), which the checks in handleRequest then refuse.
-const kFunction = Symbol('wharf.function');
-const kVersion = Symbol('wharf.version');
-const kRequestId = Symbol('wharf.requestId');
+// The host's routing header (x-wharf-route) is taken out of the header list as node's parser hands it to the request,
+// before req.headers, req.headersDistinct or req.rawHeaders can be built from it: no code ever sees it, and nothing
+// has to be deleted or rebuilt per request. Any other x-wharf-* header is dropped the same way (the host never
+// forwards a client's); in trailers too. A repeated routing header is joined like any repeated header ("a, b"), which
+// the checks in handleRequest then refuse. One header, not one per field: each costs every request some CPU.
+const kRoute = Symbol('wharf.route');
 const kLogStore = Symbol('wharf.logStore');
 const kInvocation = Symbol('wharf.invocation');
 
 class RunnerRequest extends http.IncomingMessage {
   constructor(socket) {
     super(socket);
-    this[kFunction] = undefined;
-    this[kVersion] = undefined;
-    this[kRequestId] = undefined;
+    this[kRoute] = undefined;
     this[kLogStore] = undefined;
   }
 
@@ -398,9 +396,7 @@ class RunnerRequest extends http.IncomingMessage {
   }
 
   takeRouting(name, value) {
-    const key = name === 'x-wharf-function' ? kFunction : name === 'x-wharf-version' ? kVersion :
-      name === 'x-wharf-request-id' ? kRequestId : undefined;
-    if (key !== undefined) this[key] = this[key] === undefined ? value : this[key] + ', ' + value;
+    if (name === 'x-wharf-route') this[kRoute] = this[kRoute] === undefined ? value : this[kRoute] + ', ' + value;
   }
 }
 
@@ -1121,7 +1117,7 @@ function warmRequest(name, version) {
     const req = http.request({
       host: '127.0.0.1', port: server.address().port, method: 'POST', path: '/api/run/wharf/' + name + '?a=1&b=2',
       headers: {
-        'x-wharf-function': name, 'x-wharf-version': String(version), 'x-wharf-request-id': 'warmup',
+        'x-wharf-route': name + '@' + version, 'x-request-id': 'warmup',
         'content-type': 'application/json', 'content-length': Buffer.byteLength(body),
       },
     }, (res) => {

@@ -90,7 +90,7 @@ module.exports = function (ctx, cb) {
 }`)
 	r.deploy(t, "rr", 1, `module.exports = function (ctx, req, res) { console.log('from rr'); res.end('ok') }`)
 
-	rep := r.do(t, call{fn: "talk", path: "?who=ann&wait=1", header: map[string]string{"X-Wharf-Request-Id": "req-ann"}})
+	rep := r.do(t, call{fn: "talk", path: "?who=ann&wait=1", header: map[string]string{"X-Request-Id": "req-ann"}})
 	rep.expect(t, 200, "webtask")
 	recs := waitRecords(t, r, "the delayed line", func(rs []logRecord) bool { _, ok := find(rs, "later ann"); return ok })
 	want := []struct{ msg, lvl string }{
@@ -114,7 +114,7 @@ module.exports = function (ctx, cb) {
 		go func() {
 			defer wg.Done()
 			rep, err := r.send(context.Background(), call{fn: "talk", path: "?who=" + who + "&wait=50",
-				header: map[string]string{"X-Wharf-Request-Id": "req-" + who}})
+				header: map[string]string{"X-Request-Id": "req-" + who}})
 			if err != nil || rep.status != 200 {
 				t.Errorf("request %s: %v %d", who, err, rep.status)
 			}
@@ -135,7 +135,7 @@ module.exports = function (ctx, cb) {
 		}
 	}
 
-	r.do(t, call{fn: "rr", header: map[string]string{"X-Wharf-Request-Id": "req-rr"}}).expect(t, 200, "webtask")
+	r.do(t, call{fn: "rr", header: map[string]string{"X-Request-Id": "req-rr"}}).expect(t, 200, "webtask")
 	recs = waitRecords(t, r, "the (ctx, req, res) line", func(rs []logRecord) bool { _, ok := find(rs, "from rr"); return ok })
 	if rec, _ := find(recs, "from rr"); rec.Fn != "rr" || rec.Rid != "req-rr" {
 		t.Fatalf("(ctx, req, res) line tagged %+v", rec)
@@ -159,7 +159,7 @@ func TestConsoleOutputWithBodyIsTagged(t *testing.T) {
 		for _, fn := range []string{"cb", "ex"} {
 			rid := fmt.Sprintf("%s-%d", fn, i)
 			r.do(t, call{fn: fn, method: "POST", contentType: "application/json", body: fmt.Sprintf(`{"x":%d}`, i),
-				header: map[string]string{"X-Wharf-Request-Id": rid}}).expect(t, 200, "webtask")
+				header: map[string]string{"X-Request-Id": rid}}).expect(t, 200, "webtask")
 		}
 	}
 	recs := waitRecords(t, r, "six lines", func(rs []logRecord) bool { return len(rs) >= 6 })
@@ -192,7 +192,7 @@ func TestConsoleEdgeCases(t *testing.T) {
   console.dir(hostile, {customInspect: true});
   cb(null, 'fine');
 }`)
-	r.do(t, call{fn: "edge", header: map[string]string{"X-Wharf-Request-Id": "req-edge"}}).expect(t, 200, "webtask")
+	r.do(t, call{fn: "edge", header: map[string]string{"X-Request-Id": "req-edge"}}).expect(t, 200, "webtask")
 	recs := waitRecords(t, r, "four records", func(rs []logRecord) bool { return len(rs) >= 4 })
 	if len(recs) != 4 {
 		t.Fatalf("%d records, want 4: %+v", len(recs), recs)

@@ -142,7 +142,7 @@ func TestStorage(t *testing.T) {
 		ctx.storage.get(function (err, before) {
 			if (err) return cb(err);
 			http.get({ host: '127.0.0.1', port: Number(ctx.query.port), path: '/api/run/acme/stale?write=1',
-				headers: { 'x-wharf-function': 'stale', 'x-wharf-version': '1' } }, function (res) {
+				headers: { 'x-wharf-route': 'stale@1' } }, function (res) {
 				res.resume();
 				res.on('end', function () {
 					ctx.storage.set({ by: 'stale' }, function (err1) {

@@ -280,14 +280,13 @@ func writeFile(t *testing.T, path, content string) {
 	}
 }
 
-// call describes one request. By default it targets /api/run/acme/<fn><path> with x-wharf-function <fn> and
-// x-wharf-version 1.
+// call describes one request. By default it targets /api/run/acme/<fn><path> with x-wharf-route <fn>@1.
 type call struct {
 	method      string
 	fn          string
 	version     string
-	noFunction  bool // send no x-wharf-function header
-	noVersion   bool // send no x-wharf-version header
+	noFunction  bool // send no x-wharf-route header
+	noVersion   bool // send x-wharf-route without its @<version>
 	path        string
 	target      string // overrides the whole request target
 	header      map[string]string
@@ -322,14 +321,15 @@ func (r *runnerProc) request(ctx context.Context, c call) (*http.Request, error)
 		return nil, err
 	}
 	if !c.noFunction {
-		req.Header["X-Wharf-Function"] = []string{c.fn}
-	}
-	if !c.noVersion {
-		v := c.version
-		if v == "" {
-			v = "1"
+		route := c.fn
+		if !c.noVersion {
+			v := c.version
+			if v == "" {
+				v = "1"
+			}
+			route += "@" + v
 		}
-		req.Header["X-Wharf-Version"] = []string{v}
+		req.Header["X-Wharf-Route"] = []string{route}
 	}
 	if c.contentType != "" {
 		req.Header.Set("Content-Type", c.contentType)
@@ -1129,7 +1129,7 @@ func TestContextHeadersAndID(t *testing.T) {
 
 	got := r.do(t, call{fn: "hdr", header: map[string]string{
 		"X-MiXeD-Case":       "Value Kept",
-		"X-Wharf-Request-Id": "req-123",
+		"X-Request-Id": "req-123",
 		"X-Wharf-Extra":      "must not leak",
 		"x-wharf-tenant":     "must not leak either",
 		"X-WHARF-SHOUT":      "nor in capitals",
@@ -1165,7 +1165,7 @@ func TestContextHeadersAndID(t *testing.T) {
 		t.Fatal(err)
 	}
 	if body.ID == "" {
-		t.Errorf("ctx.id is empty without x-wharf-request-id")
+		t.Errorf("ctx.id is empty without x-request-id")
 	}
 
 	// A routing header given twice is ambiguous: refused, never one of the two picked.
@@ -1173,14 +1173,14 @@ func TestContextHeadersAndID(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	req.Header["X-Wharf-Function"] = []string{"hdr", "hdr"}
+	req.Header["X-Wharf-Route"] = []string{"hdr@1", "hdr@1"}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusBadRequest {
-		t.Errorf("two x-wharf-function headers: status %d, want 400", resp.StatusCode)
+		t.Errorf("two x-wharf-route headers: status %d, want 400", resp.StatusCode)
 	}
 }
 
@@ -1217,7 +1217,7 @@ func TestRequestResponseForm(t *testing.T) {
 	got := r.do(t, call{
 		fn: "express", method: "PATCH", path: "/users/7?x=1&key=k",
 		contentType: "application/json", body: `{"a":1}`,
-		header: map[string]string{"X-Wharf-Request-Id": "rid-3"},
+		header: map[string]string{"X-Request-Id": "rid-3"},
 	})
 	got.expect(t, 201, "webtask")
 	if got.header.Get("X-Custom") != "yes" {
@@ -1401,6 +1401,7 @@ func TestInvalidFunctionHeadersAreRejected(t *testing.T) {
 		{name: "encoded slash", fn: "ok%2F..%2Fevil"},
 		{name: "absolute", fn: "/etc/passwd"},
 		{name: "empty name", fn: ""},
+		{name: "at sign in name", fn: "ok@2"},
 		{name: "leading dash", fn: "-ok"},
 		{name: "leading underscore", fn: "_ok"},
 		{name: "space", fn: "o k"},
@@ -1423,7 +1424,7 @@ func TestInvalidFunctionHeadersAreRejected(t *testing.T) {
 			t.Parallel()
 			c := call{fn: tc.fn, version: tc.version, noVersion: tc.noVersion, target: "/api/run/acme/x"}
 			if tc.emptyVersion {
-				c.header = map[string]string{"X-Wharf-Version": ""}
+				c.header = map[string]string{"X-Wharf-Route": "ok@"}
 			}
 			got := r.do(t, c)
 			got.expect(t, 400, "proxy")
@@ -1530,7 +1531,7 @@ func TestConcurrentRequests(t *testing.T) {
 			body := fmt.Sprintf(`{"i":%d}`, i)
 			rep, err := r.send(context.Background(), call{
 				fn: fn, path: fmt.Sprintf("?n=%d", i), contentType: "application/json", body: body,
-				header: map[string]string{"X-Wharf-Request-Id": id},
+				header: map[string]string{"X-Request-Id": id},
 			})
 			if err != nil {
 				errs <- fmt.Errorf("request %d: %w", i, err)
@@ -1588,14 +1589,14 @@ func TestAsyncExceptionAnswersInFlightAndExits(t *testing.T) {
 			results := make(chan result, 2)
 			for _, fn := range []string{"hang", "quiet3"} {
 				go func() {
-					rep, err := r.send(context.Background(), call{fn: fn, header: map[string]string{"X-Wharf-Request-Id": fn + "-id"}})
+					rep, err := r.send(context.Background(), call{fn: fn, header: map[string]string{"X-Request-Id": fn + "-id"}})
 					results <- result{fn, rep, err}
 				}()
 			}
 			// A response already started cannot become a 500: that connection is cut instead.
 			hang3Err := make(chan error, 1)
 			go func() {
-				_, err := r.send(context.Background(), call{fn: "hang3", header: map[string]string{"X-Wharf-Request-Id": "hang3-id"}})
+				_, err := r.send(context.Background(), call{fn: "hang3", header: map[string]string{"X-Request-Id": "hang3-id"}})
 				hang3Err <- err
 			}()
 			r.stdout.waitFor(t, "hang-started hang-id", 10*time.Second)
@@ -1689,7 +1690,7 @@ func TestAbortedRequestsDoNotLeakOrCrash(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fmt.Fprintf(conn, "POST /api/run/acme/echo HTTP/1.1\r\nHost: x\r\nX-Wharf-Function: echo\r\nX-Wharf-Version: 1\r\n"+
+	fmt.Fprintf(conn, "POST /api/run/acme/echo HTTP/1.1\r\nHost: x\r\nX-Wharf-Route: echo@1\r\n"+
 		"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"partial\":")
 	time.Sleep(100 * time.Millisecond)
 	conn.Close()
