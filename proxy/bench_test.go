@@ -31,7 +31,7 @@ import (
 // runnerAnswer is what the runner's Node server answers a trivial function
 // with: its headers, in its order.
 const runnerAnswer = "HTTP/1.1 200 OK\r\nx-wt-response-source: webtask\r\ncontent-type: application/json\r\n" +
-	"Date: Thu, 03 Dec 2026 16:00:00 GMT\r\nConnection: keep-alive\r\nKeep-Alive: timeout=65\r\n" +
+	"Date: Thu, 03 Dec 2026 16:00:00 GMT\r\nConnection: keep-alive\r\n" +
 	"Content-Length: 17\r\n\r\n{\"hello\":\"world\"}"
 
 // rawBackend answers every request on a connection with a fixed response.

@@ -106,8 +106,9 @@ func New(cfg Config, fns Functions, ctr Containers, logger *slog.Logger) *Proxy 
 	if cfg.MaxResponseBytes <= 0 {
 		cfg.MaxResponseBytes = 6 << 20
 	}
-	// Idle connections are dropped before the runner's keep-alive timeout
-	// (65 s), so the runner never closes one the proxy is about to reuse.
+	// Idle connections are closed here after 55 s: the runner never closes
+	// one itself (it has no keep-alive timeout), so it cannot close one the
+	// proxy is about to reuse.
 	up := newUpstreams(2*time.Second, 55*time.Second, 256)
 	return &Proxy{cfg: cfg, fns: fns, ctr: ctr, log: logger.With("component", "proxy"), up: up,
 		port: strconv.Itoa(cfg.RunnerPort)}

@@ -18,7 +18,7 @@ import (
 // goroutine (see forward.go), which halves the proxy's CPU per request.
 type upstreams struct {
 	dialTimeout time.Duration
-	idleTimeout time.Duration // shorter than the runner's keep-alive timeout
+	idleTimeout time.Duration // the runner has none: this is what closes idle connections
 	maxIdle     int           // idle connections kept per container
 
 	mu        sync.Mutex

@@ -56,7 +56,6 @@ const VERSION_RE = /^[1-9][0-9]{0,14}$/; // positive, and always a safe integer
 // The host enforces function timeouts and body limits; these only reap connections that are truly stuck.
 const HEADERS_TIMEOUT_MS = 5 * 60 * 1000;
 const REQUEST_TIMEOUT_MS = 15 * 60 * 1000;
-const KEEP_ALIVE_TIMEOUT_MS = 65 * 1000;
 // Headers beyond Node's 16 KiB default are legitimate (cookies, JWTs) and the host already bounds them.
 const MAX_HEADER_SIZE = 64 * 1024;
 
@@ -1044,9 +1043,10 @@ const server = http.createServer({
   headersTimeout: HEADERS_TIMEOUT_MS,
   requestTimeout: REQUEST_TIMEOUT_MS,
 }, handleRequest);
-// Outlasts the usual 60 s proxy idle timeout: the host's pool should drop idle connections before the runner does,
-// so a request is never sent on a connection the runner is closing.
-server.keepAliveTimeout = KEEP_ALIVE_TIMEOUT_MS;
+// No keep-alive timeout: the host's pool closes idle connections itself (after 55 s, and beyond its per-container
+// cap), so a request never meets a connection the runner is closing; and a timeout would be re-armed and cleared on
+// every request (two socket timers, each an async resource), about 5% of the runner's CPU on a trivial function.
+server.keepAliveTimeout = 0;
 
 server.on('connection', (socket) => {
   sockets.add(socket);
