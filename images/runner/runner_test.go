@@ -1,6 +1,7 @@
 package runner
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -1128,11 +1129,11 @@ func TestContextHeadersAndID(t *testing.T) {
 	r.deploy(t, "hdr", 1, `module.exports = function (ctx, cb) { cb(null, { headers: ctx.headers, id: ctx.id }); };`)
 
 	got := r.do(t, call{fn: "hdr", header: map[string]string{
-		"X-MiXeD-Case":       "Value Kept",
-		"X-Request-Id": "req-123",
-		"X-Wharf-Extra":      "must not leak",
-		"x-wharf-tenant":     "must not leak either",
-		"X-WHARF-SHOUT":      "nor in capitals",
+		"X-MiXeD-Case":   "Value Kept",
+		"X-Request-Id":   "req-123",
+		"X-Wharf-Extra":  "must not leak",
+		"x-wharf-tenant": "must not leak either",
+		"X-WHARF-SHOUT":  "nor in capitals",
 	}})
 	got.expect(t, 200, "webtask")
 	var body struct {
@@ -1785,6 +1786,42 @@ func TestKeepAlive(t *testing.T) {
 	}
 	if reused != 2 {
 		t.Errorf("connection reused %d times, want 2", reused)
+	}
+}
+
+// Invariant: a connection keeps serving after requests without a body, whose
+// unread (empty) request streams the runner leaves alone: pipelined requests,
+// with and without bodies, are all answered, in order, on one connection.
+func TestPipelinedRequestsWithoutBody(t *testing.T) {
+	t.Parallel()
+	r := startRunner(t)
+	r.deploy(t, "get", 1, `module.exports = function (ctx, cb) { cb(null, { q: ctx.query.n, raw: ctx.body_raw }); };`)
+	r.deploy(t, "rr", 1, `module.exports = function (ctx, req, res) { res.end('rr' + ctx.query.n); };`)
+	conn, err := net.Dial("tcp", strings.TrimPrefix(r.base, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	head := func(fn, n string) string {
+		return "GET /api/run/acme/" + fn + "?n=" + n + " HTTP/1.1\r\nHost: x\r\nX-Wharf-Route: " + fn + "@1\r\n"
+	}
+	body := `{"b":1}`
+	fmt.Fprint(conn, head("get", "1")+"\r\n"+head("get", "2")+"Content-Length: 0\r\n\r\n"+
+		strings.Replace(head("get", "3"), "GET", "POST", 1)+fmt.Sprintf("Content-Length: %d\r\n\r\n%s", len(body), body)+
+		head("rr", "4")+"\r\n"+head("get", "5")+"\r\n")
+	br := bufio.NewReader(conn)
+	want := []string{`{"q":"1","raw":""}`, `{"q":"2","raw":""}`, `{"q":"3","raw":"{\"b\":1}"}`, `rr4`, `{"q":"5","raw":""}`}
+	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	for i, w := range want {
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("response %d: %v", i+1, err)
+		}
+		b, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != 200 || string(b) != w {
+			t.Fatalf("response %d: %d %q (%v), want 200 %q", i+1, resp.StatusCode, b, err, w)
+		}
 	}
 }
 
