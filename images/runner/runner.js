@@ -445,7 +445,7 @@ function run(entry, inv) {
 }
 
 // Once a response is done node "dumps" a request its handler never read: resume, read, 'end', destroy, 'close', a
-// chain of ticks, each an async resource the log context hooks; about 14% of the runner's CPU on a trivial function. A
+// chain of ticks, each an async resource the log context hooks; about 12% of the runner's CPU on a trivial function. A
 // request without a body has nothing left to read, and the callback forms never see req, so nothing can wait for
 // those events: it is marked as being read (the flag node's own read() sets), and once its response has closed, the
 // parser's reference to it is dropped, as the dump's 'end' would have done, so it is not kept (and copied by every
