@@ -70,7 +70,7 @@ type Proxy struct {
 // the X-Request-Id the runner gets, which is always the request's id, once.
 const (
 	hdrRoute     = "X-Wharf-Route"
-	hdrRequestID = "X-Request-Id"
+	hdrRequestID = echo.HeaderXRequestID // the node's request-id middleware sets it
 	hdrSource    = "X-Wt-Response-Source"
 )
 
@@ -226,10 +226,10 @@ func (p *Proxy) route(c echo.Context, cl *call) error {
 		timeoutMS = p.cfg.DefaultTimeoutMS
 	}
 	cl.deadline, cl.ms = time.Now().Add(time.Duration(timeoutMS)*time.Millisecond), timeoutMS
-	rid := w.Header().Get(echo.HeaderXRequestID)
+	rid := w.Header().Get(hdrRequestID)
 	if rid == "" { // normally set by the request-id middleware
 		rid = newRequestID()
-		w.Header().Set(echo.HeaderXRequestID, rid)
+		w.Header().Set(hdrRequestID, rid)
 	}
 	out := &outbound{target: runnerTarget(req), function: name, version: strconv.Itoa(fn.Version), requestID: rid}
 	if host, _, err := net.SplitHostPort(req.RemoteAddr); err == nil {

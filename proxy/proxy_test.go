@@ -151,7 +151,7 @@ func TestForwarding(t *testing.T) {
 	if got.URL.Path != "/api/run/acme/f/a/b" || got.URL.RawQuery != "x=1" || gotBody != "payload" {
 		t.Fatalf("runner saw %s?%s body %q", got.URL.Path, got.URL.RawQuery, gotBody)
 	}
-	if got.Header.Values("X-Wharf-Route")[0] != "f@3" || len(got.Header.Values("X-Wharf-Route")) != 1 {
+	if route := got.Header.Values("X-Wharf-Route"); len(route) != 1 || route[0] != "f@3" {
 		t.Fatalf("routing header %v", got.Header)
 	}
 	if rid := got.Header.Values("X-Request-Id"); len(rid) != 1 || rid[0] != resp.Header.Get("X-Request-Id") || rid[0] == "!not a token" {
