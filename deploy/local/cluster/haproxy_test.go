@@ -87,7 +87,8 @@ func startHAProxy(t *testing.T, check HealthCheck, backends []Backend) haproxyRu
 	if err != nil {
 		t.Skip("haproxy not installed")
 	}
-	listen, stats := freeAddr(t), freeAddr(t)
+	addrs := freeAddrs(t, 2)
+	listen, stats := addrs[0], addrs[1]
 	cfg, err := HAProxyConfig(HAProxySpec{Listen: listen, StatsListen: stats, Backends: backends, Check: check})
 	if err != nil {
 		t.Fatal(err)
@@ -140,12 +141,19 @@ func (h haproxyRun) get(t *testing.T) int {
 	return resp.StatusCode
 }
 
-func freeAddr(t *testing.T) string {
+// freeAddrs returns n distinct free loopback addresses. The listeners are
+// held until all are known: one closed and then asked for again can come
+// back as the same port, and HAProxy then binds two frontends to it.
+func freeAddrs(t *testing.T, n int) []string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	addrs := make([]string, n)
+	for i := range addrs {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		addrs[i] = ln.Addr().String()
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	return addrs
 }
